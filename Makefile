@@ -1,0 +1,31 @@
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup run test lint typecheck unit integration clean
+
+setup: $(BIN)/apprefer
+
+$(BIN)/apprefer: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+run: setup
+	$(BIN)/apprefer dev
+
+lint: setup
+	$(BIN)/ruff check .
+
+typecheck: setup
+	$(BIN)/mypy shared services
+
+test: lint typecheck
+	$(BIN)/pytest -q -p no:cacheprovider
+
+unit: setup
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

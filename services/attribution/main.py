@@ -1,0 +1,18 @@
+"""`apprefer run attribution`."""
+
+from __future__ import annotations
+
+from services.attribution.consumer import SERVICE, TOPICS, AttributionHandler
+from shared.avro import codec
+from shared.db.session import make_engine, make_sessionmaker
+from shared.service import run_consumer
+from shared.settings import Settings
+
+
+def run(settings: Settings) -> None:
+    engine = make_engine(settings.effective_database_url)
+    handler = AttributionHandler(make_sessionmaker(engine), codec())
+    try:
+        run_consumer(settings, service=SERVICE, group_id="apprefer-attribution", topics=TOPICS, handler=handler)
+    finally:
+        engine.dispose()

@@ -1,0 +1,72 @@
+"""The `apprefer` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from shared.logging import configure_logging
+from shared.settings import Settings
+
+RUNNABLE = ("gateway", "attribution")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="apprefer", description="Mobile attribution and conversion forwarding")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("dev", help="run the whole system on this machine until Ctrl-C")
+    run = commands.add_parser("run", help="run one service")
+    run.add_argument("service", choices=RUNNABLE)
+    topics = commands.add_parser("topics", help="Kafka topics")
+    topics.add_argument("action", choices=("create", "list"))
+    db = commands.add_parser("db", help="database schema")
+    db.add_argument("action", choices=("upgrade",))
+    skan = commands.add_parser("skan", help="SKAdNetwork tools")
+    skan_commands = skan.add_subparsers(dest="skan_command", required=True)
+    verify = skan_commands.add_parser("verify", help="verify a postback's Apple signature")
+    verify.add_argument("file", help="a postback JSON file, or - for standard input")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = Settings()
+    if args.command == "skan":
+        from services.skan.verify_cli import run_verify
+
+        return run_verify(args.file)
+    if args.command == "dev":
+        configure_logging("dev", settings.log_level)
+        from services.dev import run_dev
+
+        return run_dev(settings)
+    if args.command == "topics":
+        from shared.kafka.topics import all_topics, create_topics
+
+        if args.action == "list":
+            print("\n".join(all_topics()))
+            return 0
+        created = create_topics(settings.kafka_bootstrap_servers, settings.topic_partitions,
+                                settings.topic_replication)
+        print(f"created {len(created)} topics" + (f": {', '.join(created)}" if created else " (all existed)"))
+        return 0
+    if args.command == "db":
+        from shared.db.migrate import upgrade
+
+        upgrade(settings.effective_database_url)
+        print("database is at the latest schema")
+        return 0
+    configure_logging(args.service, settings.log_level)
+    if args.service == "gateway":
+        from services.gateway.main import run as run_gateway
+
+        run_gateway(settings)
+    elif args.service == "attribution":
+        from services.attribution.main import run as run_attribution
+
+        run_attribution(settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

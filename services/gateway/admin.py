@@ -1,0 +1,162 @@
+"""Admin API under /admin/v1: apps, keys, links, integrations, attribution look-up."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from services.gateway.store import NETWORKS, GatewayStore, NotFound
+from shared.crypto import secrets_equal
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class AppIn(_Body):
+    name: str = Field(min_length=1, max_length=200)
+    platform: Literal["ios", "android"]
+    store_url: str | None = Field(None, max_length=2000)
+    bundle_id: str | None = Field(None, max_length=200)
+    apple_app_id: str | None = Field(None, pattern=r"^\d{1,20}$")
+    lookback_days: int = Field(7, ge=1, le=90)
+    fingerprint_window_hours: int = Field(24, ge=1, le=168)
+    reattribution_days: int = Field(90, ge=1, le=365)
+
+
+class KeyIn(_Body):
+    mode: Literal["live", "test"]
+
+
+class LinkIn(_Body):
+    network: str | None = Field(None, max_length=40)
+    campaign: str | None = Field(None, max_length=200)
+    store_url: str | None = Field(None, max_length=2000)
+
+
+class IntegrationIn(_Body):
+    enabled: bool = True
+    settings: dict[str, Any] = Field(default_factory=dict)
+    credentials: dict[str, Any] | None = None
+    event_map: dict[str, Any] = Field(default_factory=dict)
+
+
+def json_response(payload: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(payload), status=status, content_type="application/json")
+
+
+def error_response(status: int, error: str, message: str, field: str | None = None) -> web.Response:
+    payload = {"error": error, "message": message}
+    if field:
+        payload["field"] = field
+    return json_response(payload, status)
+
+
+async def _body(request: web.Request, model: type[_Body]) -> Any:
+    try:
+        raw = orjson.loads(await request.read() or b"{}")
+    except orjson.JSONDecodeError:
+        raise web.HTTPBadRequest(
+            body=orjson.dumps({"error": "invalid_json", "message": "body is not JSON"}),
+            content_type="application/json",
+        ) from None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in first["loc"]) or "body"
+        raise web.HTTPBadRequest(
+            body=orjson.dumps({"error": "invalid_request", "field": field, "message": first["msg"]}),
+            content_type="application/json",
+        ) from None
+
+
+def admin_routes(store: GatewayStore, admin_token: str | None, public_base_url: str) -> web.RouteTableDef:
+    routes = web.RouteTableDef()
+
+    def guarded(
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def wrapper(request: web.Request) -> web.StreamResponse:
+            given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            if admin_token is None:
+                return error_response(503, "admin_disabled", "APPREFER_ADMIN_TOKEN is not set")
+            if not given or not secrets_equal(given, admin_token):
+                return error_response(401, "unauthorized", "missing or wrong admin token")
+            try:
+                return await handler(request)
+            except NotFound as exc:
+                return error_response(404, "not_found", str(exc))
+
+        return wrapper
+
+    async def call(fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args)
+
+    def network_of(request: web.Request) -> str:
+        network = request.match_info["network"]
+        if network not in NETWORKS:
+            raise NotFound(f"unknown network {network}; known: {', '.join(NETWORKS)}")
+        return network
+
+    @routes.post("/admin/v1/apps")
+    @guarded
+    async def create_app(request: web.Request) -> web.StreamResponse:
+        body = await _body(request, AppIn)
+        return json_response(await call(store.create_app, body.model_dump()), 201)
+
+    @routes.get("/admin/v1/apps")
+    @guarded
+    async def list_apps(request: web.Request) -> web.StreamResponse:
+        return json_response({"apps": await call(store.list_apps)})
+
+    @routes.get("/admin/v1/apps/{app_id}")
+    @guarded
+    async def get_app(request: web.Request) -> web.StreamResponse:
+        return json_response(await call(store.get_app, request.match_info["app_id"]))
+
+    @routes.post("/admin/v1/apps/{app_id}/keys")
+    @guarded
+    async def create_key(request: web.Request) -> web.StreamResponse:
+        body = await _body(request, KeyIn)
+        return json_response(await call(store.create_key, request.match_info["app_id"], body.mode), 201)
+
+    @routes.post("/admin/v1/apps/{app_id}/links")
+    @guarded
+    async def create_link(request: web.Request) -> web.StreamResponse:
+        body = await _body(request, LinkIn)
+        created = await call(store.create_link, request.match_info["app_id"], body.model_dump(), public_base_url)
+        return json_response(created, 201)
+
+    @routes.get("/admin/v1/apps/{app_id}/integrations")
+    @guarded
+    async def list_integrations(request: web.Request) -> web.StreamResponse:
+        return json_response({"integrations": await call(store.list_integrations, request.match_info["app_id"])})
+
+    @routes.put("/admin/v1/apps/{app_id}/integrations/{network}")
+    @guarded
+    async def put_integration(request: web.Request) -> web.StreamResponse:
+        body = await _body(request, IntegrationIn)
+        fields = body.model_dump(exclude_unset=True)
+        stored = await call(store.put_integration, request.match_info["app_id"], network_of(request), fields)
+        return json_response(stored)
+
+    @routes.get("/admin/v1/apps/{app_id}/integrations/{network}")
+    @guarded
+    async def get_integration(request: web.Request) -> web.StreamResponse:
+        return json_response(await call(store.get_integration, request.match_info["app_id"], network_of(request)))
+
+    @routes.get("/admin/v1/apps/{app_id}/attribution")
+    @guarded
+    async def attribution(request: web.Request) -> web.StreamResponse:
+        device_id = request.query.get("device_id", "").strip()
+        if not device_id:
+            return error_response(400, "invalid_request", "device_id is required", "device_id")
+        return json_response(await call(store.attribution, request.match_info["app_id"], device_id))
+
+    return routes

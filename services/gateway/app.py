@@ -1,0 +1,227 @@
+"""The ingest gateway: authenticate, validate, hash personal data, produce, answer after the ack.
+
+Consumes: HTTP requests. Produces: events.raw (key app_id:device_id), clicks.raw (key click_key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.gateway.admin import admin_routes, error_response, json_response
+from services.gateway.click_input import click_record
+from services.gateway.event_input import InputError, event_field_prefix, parse_events, raw_event_record
+from services.gateway.store import GatewayStore, KeyOwner, LinkTarget, now_ms
+from shared.avro import AvroCodec
+from shared.kafka.producer import AsyncProducer, DeliveryFailed, ProducerQueueFull
+from shared.kafka.records import OutRecord
+from shared.kafka.topics import CLICKS_RAW, EVENTS_RAW
+from shared.metrics import EVENTS_ACCEPTED, HTTP_REQUESTS
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = "1"
+
+
+class TtlCache:
+    """A small read-through cache for API keys and links: the hot path must not hit the DB."""
+
+    def __init__(self, ttl: float, negative_ttl: float = 2.0, max_entries: int = 100_000) -> None:
+        self._ttl, self._negative_ttl, self._max = ttl, negative_ttl, max_entries
+        self._entries: dict[str, tuple[float, Any]] = {}
+
+    async def get(self, key: str, load: Callable[[str], Any]) -> Any:
+        hit = self._entries.get(key)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        value = await asyncio.to_thread(load, key)
+        if len(self._entries) >= self._max:
+            self._entries.clear()
+        # Unknown keys are cached briefly so a flood of bad keys cannot hammer the database.
+        self._entries[key] = (now + (self._ttl if value is not None else self._negative_ttl), value)
+        return value
+
+
+class Gateway:
+    def __init__(self, *, store: GatewayStore, producer: AsyncProducer, codec: AvroCodec,
+                 max_batch: int, key_cache_seconds: float,
+                 readiness: Callable[[], Awaitable[None]] | None = None) -> None:
+        self._store = store
+        self._producer = producer
+        self._codec = codec
+        self._max_batch = max_batch
+        self._keys = TtlCache(key_cache_seconds)
+        self._links = TtlCache(key_cache_seconds)
+        self._readiness = readiness
+
+    async def _authenticate(self, request: web.Request) -> KeyOwner | None:
+        token = request.headers.get("Authorization", "")
+        if not token.startswith("Bearer pk_"):
+            return None
+        owner: KeyOwner | None = await self._keys.get(token[7:].strip(), self._store.key_owner)
+        return owner
+
+    async def _produce(self, records: list[OutRecord]) -> web.Response | None:
+        """None when the broker acknowledged every record, else the error response to send."""
+        try:
+            await self._producer.send(records)
+        except ProducerQueueFull:
+            return web.Response(status=503, headers={"Retry-After": RETRY_AFTER_SECONDS},
+                                body=b'{"error":"overloaded","message":"try again shortly"}',
+                                content_type="application/json")
+        except DeliveryFailed as exc:
+            log.error("broker did not acknowledge", extra={"error": str(exc)})
+            return web.Response(status=503, headers={"Retry-After": RETRY_AFTER_SECONDS},
+                                body=b'{"error":"unavailable","message":"events not stored; retry"}',
+                                content_type="application/json")
+        return None
+
+    async def post_events(self, request: web.Request) -> web.Response:
+        owner = await self._authenticate(request)
+        if owner is None:
+            return error_response(401, "unauthorized", "missing or unknown API key")
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return error_response(400, "invalid_json", "body is not valid JSON", "body")
+        received_at = now_ms()
+        ip = request.remote
+        user_agent = request.headers.get("User-Agent")
+        try:
+            events, prefix = parse_events(body, self._max_batch)
+            records = []
+            for index, event in enumerate(events):
+                raw = raw_event_record(
+                    event, app_id=owner.app_id, sandbox=owner.sandbox, received_at_ms=received_at,
+                    request_ip=ip, request_user_agent=user_agent, field=event_field_prefix(prefix, index),
+                )
+                records.append(OutRecord(
+                    topic=EVENTS_RAW, key=f"{owner.app_id}:{raw['device']['device_id']}".encode(),
+                    value=self._codec.encode("apprefer.RawEvent", raw),
+                ))
+        except InputError as exc:
+            return json_response(exc.as_json(), 400)
+        failure = await self._produce(records)
+        if failure is not None:
+            return failure
+        EVENTS_ACCEPTED.labels("sandbox" if owner.sandbox else "live").inc(len(records))
+        return json_response({"accepted": len(records)}, 202)
+
+    async def click_redirect(self, request: web.Request) -> web.Response:
+        link_id = request.match_info["link_id"]
+        link: LinkTarget | None = await self._links.get(link_id, self._store.link_target)
+        if link is None:
+            return error_response(404, "not_found", f"unknown link {link_id}")
+        try:
+            click = click_record(
+                request.query, app_id=link.app_id, link_id=link_id, link_network=link.network,
+                link_campaign=link.campaign, ip=request.remote,
+                user_agent=request.headers.get("User-Agent"), clicked_at_ms=now_ms(),
+            )
+        except InputError as exc:
+            return json_response(exc.as_json(), 400)
+        failure = await self._produce([self._click_out(click)])
+        if failure is not None:
+            return failure
+        if not link.store_url:
+            return json_response({"click_key": click["click_key"], "message": "link has no store_url"}, 200)
+        return web.Response(status=302, headers={"Location": store_url_with_click(link.store_url, click)})
+
+    async def post_click(self, request: web.Request) -> web.Response:
+        owner = await self._authenticate(request)
+        if owner is None:
+            return error_response(401, "unauthorized", "missing or unknown API key")
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return error_response(400, "invalid_json", "body is not valid JSON", "body")
+        if not isinstance(body, dict):
+            return error_response(400, "invalid_request", "must be a JSON object", "body")
+        params = dict(body)
+        ip, user_agent = params.pop("ip", None), params.pop("user_agent", None)
+        link_id = params.pop("link_id", None)
+        network, campaign = params.pop("network", None), params.pop("campaign", None)
+        try:
+            if link_id is not None:
+                link = await self._links.get(str(link_id), self._store.link_target)
+                if link is None or link.app_id != owner.app_id:
+                    raise InputError("link_id", "unknown link for this app")
+                network, campaign = network or link.network, campaign or link.campaign
+            for name, value in (("ip", ip), ("user_agent", user_agent), ("network", network),
+                                ("campaign", campaign)):
+                if value is not None and not isinstance(value, str):
+                    raise InputError(name, "must be a string")
+            click = click_record(
+                params, app_id=owner.app_id, link_id=link_id, link_network=network, link_campaign=campaign,
+                ip=ip, user_agent=user_agent, clicked_at_ms=now_ms(), sandbox=owner.sandbox,
+            )
+        except InputError as exc:
+            return json_response(exc.as_json(), 400)
+        failure = await self._produce([self._click_out(click)])
+        if failure is not None:
+            return failure
+        return json_response({"accepted": 1, "click_key": click["click_key"]}, 202)
+
+    def _click_out(self, click: dict[str, Any]) -> OutRecord:
+        return OutRecord(topic=CLICKS_RAW, key=click["click_key"].encode(),
+                         value=self._codec.encode("apprefer.Click", click))
+
+    async def healthz(self, _request: web.Request) -> web.Response:
+        return json_response({"status": "ok"})
+
+    async def readyz(self, _request: web.Request) -> web.Response:
+        try:
+            if self._readiness is not None:
+                await self._readiness()
+        except Exception as exc:
+            return json_response({"status": "unavailable", "reason": str(exc)}, 503)
+        return json_response({"status": "ready"})
+
+    async def metrics(self, _request: web.Request) -> web.Response:
+        response = web.Response(body=generate_latest())
+        response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+        return response
+
+
+def store_url_with_click(store_url: str, click: dict[str, Any]) -> str:
+    """Play Store links carry our click key in the install referrer, so installs match exactly."""
+    if "play.google.com" not in store_url:
+        return store_url
+    from urllib.parse import quote
+
+    separator = "&" if "?" in store_url else "?"
+    return f"{store_url}{separator}referrer={quote('click_id=' + click['click_key'], safe='')}"
+
+
+@web.middleware
+async def count_requests(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                         ) -> web.StreamResponse:
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        HTTP_REQUESTS.labels(route, str(exc.status)).inc()
+        raise
+    HTTP_REQUESTS.labels(route, str(response.status)).inc()
+    return response
+
+
+def build_app(gateway: Gateway, store: GatewayStore, *, admin_token: str | None, public_base_url: str,
+              max_body_bytes: int) -> web.Application:
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[count_requests])
+    app.router.add_post("/v1/events", gateway.post_events)
+    app.router.add_post("/v1/clicks", gateway.post_click)
+    app.router.add_get("/c/{link_id}", gateway.click_redirect)
+    app.router.add_get("/healthz", gateway.healthz)
+    app.router.add_get("/readyz", gateway.readyz)
+    app.router.add_get("/metrics", gateway.metrics)
+    app.router.add_routes(admin_routes(store, admin_token, public_base_url))
+    return app

@@ -1,0 +1,69 @@
+"""Ad clicks (tracking-link redirects and server-to-server posts) into clicks.raw records. Pure."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from services.attribution.matching import (
+    CLICK_ID_TYPES,
+    device_fingerprint,
+    network_for_click_id_type,
+    usable_ad_id,
+)
+from services.gateway.event_input import InputError
+
+# Parameters with a meaning; anything else on a click is kept as a property.
+KNOWN_PARAMS = {*CLICK_ID_TYPES, "click_id", "idfa", "gaid", "campaign_id", "adset_id", "ad_id"}
+MAX_VALUE_LEN = 500
+MAX_PROPERTIES = 50
+
+
+def click_record(
+    params: Mapping[str, Any],
+    *,
+    app_id: str,
+    link_id: str | None,
+    link_network: str | None,
+    link_campaign: str | None,
+    ip: str | None,
+    user_agent: str | None,
+    clicked_at_ms: int,
+    sandbox: bool = False,
+) -> dict[str, Any]:
+    values: dict[str, str] = {}
+    for name, value in params.items():
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise InputError(name, "must be a string")
+        text = str(value).strip()
+        if len(text) > MAX_VALUE_LEN:
+            raise InputError(name, f"longer than {MAX_VALUE_LEN} characters")
+        values[name] = text
+
+    # The first network click id present wins; the link's network is the fallback.
+    click_id_type = next((t for t in CLICK_ID_TYPES if values.get(t)), None)
+    network = network_for_click_id_type(click_id_type) if click_id_type else link_network
+    properties = {k: v for k, v in values.items() if k not in KNOWN_PARAMS or k.endswith("_id")}
+    properties.pop("click_id", None)
+    if len(properties) > MAX_PROPERTIES:
+        raise InputError("properties", f"at most {MAX_PROPERTIES} extra parameters")
+    return {
+        # A network's own click id doubles as our key, so an SDK can pass it back as referrer
+        # click_id; otherwise the click gets a fresh one.
+        "click_key": values.get("click_id") or uuid.uuid4().hex,
+        "app_id": app_id,
+        "link_id": link_id,
+        "network": network,
+        "campaign": link_campaign or values.get("campaign_id"),
+        "click_id_type": click_id_type,
+        "click_id": values.get(click_id_type) if click_id_type else None,
+        "idfa": usable_ad_id(values.get("idfa")),
+        "gaid": usable_ad_id(values.get("gaid")),
+        "fingerprint": device_fingerprint(ip, user_agent),
+        "clicked_at_ms": clicked_at_ms,
+        "sandbox": sandbox,
+        "properties": properties,
+    }

@@ -1,0 +1,174 @@
+"""What the gateway and the admin API read and write in the database (sync; called in threads)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.crypto import encrypt_credentials, hash_api_key, new_api_key, new_id
+from shared.db.models import ApiKey, App, Install, Integration, TrackingLink
+
+NETWORKS = ("meta", "google_ads", "tiktok", "skan_postback", "revenuecat")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyOwner:
+    app_id: str
+    sandbox: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LinkTarget:
+    app_id: str
+    network: str | None
+    campaign: str | None
+    store_url: str | None
+
+
+class NotFound(LookupError):
+    pass
+
+
+def app_json(app: App) -> dict[str, Any]:
+    return {
+        "app_id": app.app_id, "name": app.name, "platform": app.platform, "store_url": app.store_url,
+        "bundle_id": app.bundle_id, "apple_app_id": app.apple_app_id,
+        "lookback_days": app.lookback_days, "fingerprint_window_hours": app.fingerprint_window_hours,
+        "reattribution_days": app.reattribution_days,
+    }
+
+
+def integration_json(row: Integration) -> dict[str, Any]:
+    # Credentials are write-only: only whether they are set is ever shown.
+    return {
+        "app_id": row.app_id, "network": row.network, "enabled": row.enabled, "settings": row.settings,
+        "event_map": row.event_map, "credentials_set": row.credentials_encrypted is not None,
+        "updated_at_ms": row.updated_at_ms,
+    }
+
+
+class GatewayStore:
+    def __init__(self, sessions: sessionmaker[Session], secret_key: str | None) -> None:
+        self._sessions = sessions
+        self._secret_key = secret_key
+
+    # --- read by the ingest path -------------------------------------------------------------
+
+    def key_owner(self, key: str) -> KeyOwner | None:
+        with self._sessions() as session:
+            row = session.scalar(
+                select(ApiKey).where(ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at_ms.is_(None))
+            )
+            return KeyOwner(row.app_id, row.mode == "test") if row else None
+
+    def link_target(self, link_id: str) -> LinkTarget | None:
+        with self._sessions() as session:
+            row = session.execute(
+                select(TrackingLink, App.store_url)
+                .join(App, App.app_id == TrackingLink.app_id)
+                .where(TrackingLink.link_id == link_id)
+            ).first()
+            if row is None:
+                return None
+            link, app_store_url = row
+            return LinkTarget(link.app_id, link.network, link.campaign, link.store_url or app_store_url)
+
+    def ping(self) -> None:
+        with self._sessions() as session:
+            session.execute(select(1))
+
+    # --- admin -------------------------------------------------------------------------------
+
+    def create_app(self, fields: dict[str, Any]) -> dict[str, Any]:
+        with self._sessions.begin() as session:
+            app = App(app_id=new_id("app"), created_at_ms=now_ms(), **fields)
+            session.add(app)
+            session.flush()
+            return app_json(app)
+
+    def list_apps(self) -> list[dict[str, Any]]:
+        with self._sessions() as session:
+            return [app_json(a) for a in session.scalars(select(App).order_by(App.created_at_ms))]
+
+    def get_app(self, app_id: str) -> dict[str, Any]:
+        with self._sessions() as session:
+            app = session.get(App, app_id)
+            if app is None:
+                raise NotFound(f"app {app_id} not found")
+            return app_json(app)
+
+    def create_key(self, app_id: str, mode: str) -> dict[str, Any]:
+        key = new_api_key(mode)
+        with self._sessions.begin() as session:
+            self._require_app(session, app_id)
+            session.add(ApiKey(app_id=app_id, mode=mode, key_hash=hash_api_key(key), key_prefix=key[:12],
+                               created_at_ms=now_ms()))
+        return {"app_id": app_id, "mode": mode, "key": key}
+
+    def create_link(self, app_id: str, fields: dict[str, Any], public_base_url: str) -> dict[str, Any]:
+        with self._sessions.begin() as session:
+            self._require_app(session, app_id)
+            link = TrackingLink(link_id=new_id("lnk"), app_id=app_id, created_at_ms=now_ms(), **fields)
+            session.add(link)
+        return {"link_id": link.link_id, "url": f"{public_base_url}/c/{link.link_id}", "app_id": app_id,
+                "network": link.network, "campaign": link.campaign, "store_url": link.store_url}
+
+    def put_integration(self, app_id: str, network: str, body: dict[str, Any]) -> dict[str, Any]:
+        with self._sessions.begin() as session:
+            self._require_app(session, app_id)
+            row = session.get(Integration, (app_id, network))
+            if row is None:
+                row = Integration(app_id=app_id, network=network, enabled=True, settings={}, event_map={})
+                session.add(row)
+            if "enabled" in body:
+                row.enabled = bool(body["enabled"])
+            if "settings" in body:
+                row.settings = dict(body["settings"])
+            if "event_map" in body:
+                row.event_map = dict(body["event_map"])
+            if body.get("credentials") is not None:
+                if self._secret_key is None:
+                    raise RuntimeError("APPREFER_SECRET_KEY is not set: credentials cannot be stored")
+                row.credentials_encrypted = encrypt_credentials(self._secret_key, dict(body["credentials"]))
+            row.updated_at_ms = now_ms()
+            session.flush()
+            return integration_json(row)
+
+    def get_integration(self, app_id: str, network: str) -> dict[str, Any]:
+        with self._sessions() as session:
+            row = session.get(Integration, (app_id, network))
+            if row is None:
+                raise NotFound(f"no {network} integration for app {app_id}")
+            return integration_json(row)
+
+    def list_integrations(self, app_id: str) -> list[dict[str, Any]]:
+        with self._sessions() as session:
+            self._require_app(session, app_id)
+            rows = session.scalars(select(Integration).where(Integration.app_id == app_id))
+            return [integration_json(r) for r in rows]
+
+    def attribution(self, app_id: str, device_id: str) -> dict[str, Any]:
+        with self._sessions() as session:
+            self._require_app(session, app_id)
+            row = session.get(Install, (app_id, device_id))
+            if row is None:
+                raise NotFound(f"no install seen for device {device_id}")
+            return {
+                "app_id": app_id, "device_id": device_id, "attributed": row.attributed,
+                "network": row.network, "click_id_type": row.click_id_type, "click_id": row.click_id,
+                "campaign": row.campaign, "matched_by": row.matched_by, "install_event_id": row.event_id,
+                "installed_at_ms": row.installed_at_ms, "click_time_ms": row.click_time_ms,
+            }
+
+    @staticmethod
+    def _require_app(session: Session, app_id: str) -> None:
+        if session.get(App, app_id) is None:
+            raise NotFound(f"app {app_id} not found")

@@ -1,0 +1,109 @@
+"""Tables. Times are epoch milliseconds (BIGINT): one representation on PostgreSQL and SQLite."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class App(Base):
+    __tablename__ = "apps"
+
+    app_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    platform: Mapped[str] = mapped_column(String(10))
+    store_url: Mapped[str | None] = mapped_column(Text)
+    bundle_id: Mapped[str | None] = mapped_column(String(200))
+    apple_app_id: Mapped[str | None] = mapped_column(String(20), index=True)
+    lookback_days: Mapped[int] = mapped_column(Integer, default=7)
+    fingerprint_window_hours: Mapped[int] = mapped_column(Integer, default=24)
+    reattribution_days: Mapped[int] = mapped_column(Integer, default=90)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.app_id", ondelete="CASCADE"), index=True)
+    mode: Mapped[str] = mapped_column(String(4))  # live | test
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 hex of the whole key
+    key_prefix: Mapped[str] = mapped_column(String(20))  # enough to recognise a key in a listing
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    revoked_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class TrackingLink(Base):
+    __tablename__ = "tracking_links"
+
+    link_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.app_id", ondelete="CASCADE"), index=True)
+    network: Mapped[str | None] = mapped_column(String(40))
+    campaign: Mapped[str | None] = mapped_column(String(200))
+    store_url: Mapped[str | None] = mapped_column(Text)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Integration(Base):
+    __tablename__ = "integrations"
+
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.app_id", ondelete="CASCADE"), primary_key=True)
+    network: Mapped[str] = mapped_column(String(40), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    credentials_encrypted: Mapped[str | None] = mapped_column(Text)  # Fernet token; never returned
+    event_map: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Click(Base):
+    __tablename__ = "clicks"
+    __table_args__ = (
+        UniqueConstraint("app_id", "click_key", name="uq_clicks_app_click_key"),
+        Index("ix_clicks_app_click_id", "app_id", "click_id"),
+        Index("ix_clicks_app_idfa", "app_id", "idfa"),
+        Index("ix_clicks_app_gaid", "app_id", "gaid"),
+        Index("ix_clicks_app_fingerprint", "app_id", "fingerprint"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(40))
+    click_key: Mapped[str] = mapped_column(String(100))
+    link_id: Mapped[str | None] = mapped_column(String(40))
+    network: Mapped[str | None] = mapped_column(String(40))
+    campaign: Mapped[str | None] = mapped_column(String(200))
+    click_id_type: Mapped[str | None] = mapped_column(String(10))
+    click_id: Mapped[str | None] = mapped_column(String(500))
+    idfa: Mapped[str | None] = mapped_column(String(64))
+    gaid: Mapped[str | None] = mapped_column(String(64))
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
+    clicked_at_ms: Mapped[int] = mapped_column(BigInteger)
+    sandbox: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Install(Base):
+    """One row per device: its install and the attribution every later event carries."""
+
+    __tablename__ = "installs"
+
+    app_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(100))  # the install event that set this row
+    installed_at_ms: Mapped[int] = mapped_column(BigInteger)
+    attributed: Mapped[bool] = mapped_column(Boolean)
+    matched_by: Mapped[str | None] = mapped_column(String(20))
+    network: Mapped[str | None] = mapped_column(String(40))
+    campaign: Mapped[str | None] = mapped_column(String(200))
+    click_id_type: Mapped[str | None] = mapped_column(String(10))
+    click_id: Mapped[str | None] = mapped_column(String(500))
+    click_key: Mapped[str | None] = mapped_column(String(100))
+    click_time_ms: Mapped[int | None] = mapped_column(BigInteger)
+    last_install_event_id: Mapped[str | None] = mapped_column(String(100))
+    last_install_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+    sandbox: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -1,0 +1,183 @@
+"""The one consumer loop every service runs.
+
+At its core it is the canonical at-least-once consumer: poll a batch, process it, produce the
+outputs and wait for their acknowledgements, then commit the offsets. Around that core:
+undecodable records and records the handler rejects go to `<topic>.dlq` with the error and their
+provenance (never a crash loop); a `TransientError` retries the batch in place; SIGTERM finishes
+the batch in hand, commits, and leaves the group.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from shared.avro import AvroCodec, DecodeError
+from shared.kafka.producer import SyncProducer
+from shared.kafka.records import Headers, InRecord, OutRecord, dead_letter, dead_letter_of
+from shared.metrics import BATCH_SECONDS, DEAD_LETTERS, RECORDS_PROCESSED
+
+log = logging.getLogger(__name__)
+
+# A handler turns a batch of decoded records into the records to produce. It may write to the
+# database (idempotently: the batch can be delivered again after a crash) and may return dead
+# letters for records it rejects (see `dead_letter_of`). Raising TransientError retries the batch;
+# any other exception isolates the failing record by running the records one at a time.
+Handler = Callable[[list[InRecord]], list[OutRecord]]
+
+
+def message_headers(message: Message) -> Headers:
+    headers = message.headers()
+    if isinstance(headers, dict):
+        return list(headers.items())
+    return list(headers or [])
+
+
+class TransientError(RuntimeError):
+    """A failure worth retrying as is: a database or dependency that is briefly unavailable."""
+
+
+class PoisonRecord(ValueError):
+    """A record that can never be processed; it goes to the dead-letter topic."""
+
+
+class ConsumerRunner:
+    def __init__(
+        self,
+        *,
+        service: str,
+        consumer_config: dict[str, Any],
+        topics: Sequence[str],
+        handler: Handler,
+        producer: SyncProducer,
+        codec: AvroCodec,
+        batch_size: int = 500,
+        poll_timeout: float = 0.5,
+        transient_retry_seconds: float = 120.0,
+    ) -> None:
+        self.service = service
+        self._consumer = Consumer(consumer_config)
+        self._topics = list(topics)
+        self._handler = handler
+        self._producer = producer
+        self._codec = codec
+        self._batch_size = batch_size
+        self._poll_timeout = poll_timeout
+        self._transient_retry_seconds = transient_retry_seconds
+
+    def run(self, stop: threading.Event) -> None:
+        self._consumer.subscribe(self._topics)
+        log.info("consuming", extra={"topics": self._topics})
+        try:
+            while not stop.is_set():
+                messages = self._consumer.consume(self._batch_size, self._poll_timeout)
+                if messages:
+                    self.process_batch(messages)
+        finally:
+            self._consumer.close()  # leaves the group now instead of after session.timeout.ms
+            self._producer.close()
+            log.info("stopped")
+
+    def process_batch(self, messages: list[Message]) -> None:
+        started = time.monotonic()
+        records: list[InRecord] = []
+        outputs: list[OutRecord] = []
+        consumed: list[Message] = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.fatal():
+                    raise KafkaException(error)
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error", extra={"error": str(error)})
+                continue
+            consumed.append(message)
+            try:
+                records.append(self._decode(message))
+            except DecodeError as exc:
+                outputs.append(self._dead_letter_message(message, exc))
+        outputs += self._handle(records)
+        # The checkpoint, in this order: outputs acknowledged, then offsets committed.
+        self._producer.send_all(outputs)
+        self._commit(consumed)
+        for record in records:
+            RECORDS_PROCESSED.labels(self.service, record.topic).inc()
+        for output in outputs:
+            if output.topic.endswith(".dlq"):
+                DEAD_LETTERS.labels(self.service, output.topic).inc()
+        BATCH_SECONDS.labels(self.service).observe(time.monotonic() - started)
+
+    def _decode(self, message: Message) -> InRecord:
+        schema, value = self._codec.decode(message.value())
+        return InRecord(
+            topic=message.topic() or "",
+            partition=message.partition() or 0,
+            offset=message.offset() or 0,
+            key=message.key(),
+            raw_value=message.value(),
+            headers=message_headers(message),
+            schema=schema,
+            value=value,
+        )
+
+    def _dead_letter_message(self, message: Message, error: BaseException) -> OutRecord:
+        log.warning("dead-lettering undecodable record", extra={"topic": message.topic(), "error": str(error)})
+        return dead_letter(
+            topic=message.topic() or "",
+            partition=message.partition() or 0,
+            offset=message.offset() or 0,
+            key=message.key(),
+            value=message.value(),
+            headers=message_headers(message),
+            error=error,
+            service=self.service,
+        )
+
+    def _handle(self, records: list[InRecord]) -> list[OutRecord]:
+        if not records:
+            return []
+        try:
+            return self._with_transient_retry(records)
+        except TransientError:
+            raise  # retries exhausted: exit, let the supervisor restart us, nothing committed
+        except Exception as exc:
+            if len(records) == 1:
+                log.warning("dead-lettering record", extra={"topic": records[0].topic, "error": str(exc)})
+                return [dead_letter_of(records[0], exc, self.service)]
+            log.warning("batch failed; isolating the failing records", extra={"error": str(exc)})
+        outputs: list[OutRecord] = []
+        for record in records:
+            outputs += self._handle([record])
+        return outputs
+
+    def _with_transient_retry(self, records: list[InRecord]) -> list[OutRecord]:
+        for attempt in Retrying(
+            retry=retry_if_exception_type(TransientError),
+            wait=wait_exponential(multiplier=0.2, max=10),
+            stop=stop_after_delay(self._transient_retry_seconds),
+            reraise=True,
+        ):
+            with attempt:
+                return self._handler(records)
+        raise AssertionError("unreachable")
+
+    def _commit(self, messages: list[Message]) -> None:
+        if not messages:
+            return
+        next_offsets: dict[tuple[str, int], int] = {}
+        for message in messages:
+            tp = (message.topic() or "", message.partition() or 0)
+            next_offsets[tp] = max(next_offsets.get(tp, 0), (message.offset() or 0) + 1)
+        offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            # A rebalance took the partitions away: the new owner re-reads from the last commit,
+            # which is at-least-once by design, and the effects are idempotent.
+            log.warning("commit failed; records will be redelivered", extra={"error": str(exc)})

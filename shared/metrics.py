@@ -1,0 +1,28 @@
+"""Prometheus metrics shared by every service (one registry per process)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+RECORDS_PROCESSED = Counter(
+    "apprefer_records_processed_total", "Records a consumer processed", ["service", "topic"]
+)
+DEAD_LETTERS = Counter(
+    "apprefer_dead_letters_total", "Records sent to a dead-letter topic", ["service", "topic"]
+)
+BATCH_SECONDS = Histogram(
+    "apprefer_consumer_batch_seconds", "Time to process, flush and commit one batch", ["service"]
+)
+CONSUMER_LAG = Gauge(
+    "apprefer_consumer_lag", "Records behind the high watermark", ["service", "topic", "partition"]
+)
+HTTP_REQUESTS = Counter(
+    "apprefer_http_requests_total", "Gateway requests by route and status", ["route", "status"]
+)
+EVENTS_ACCEPTED = Counter("apprefer_events_accepted_total", "Events acknowledged by the broker", ["kind"])
+
+
+def serve_metrics(port: int) -> None:
+    """Starts /metrics on its own thread for processes without an HTTP server of their own."""
+    if port:
+        start_http_server(port, addr="127.0.0.1")

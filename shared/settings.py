@@ -1,0 +1,77 @@
+"""Configuration: the one place that reads the environment.
+
+Every variable is documented here with its default; services receive a `Settings` instance and
+never look at `os.environ` themselves.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+
+    # Kafka. Unset in `apprefer dev` means "start the bundled broker".
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", alias="KAFKA_BOOTSTRAP_SERVERS")
+    topic_partitions: int = Field(6, alias="APPREFER_TOPIC_PARTITIONS")
+    topic_replication: int = Field(1, alias="APPREFER_TOPIC_REPLICATION")
+    # Consumer-group session timeout; the bundled broker joins groups in about half of it.
+    kafka_session_timeout_ms: int = Field(6000, alias="APPREFER_KAFKA_SESSION_TIMEOUT_MS")
+    consumer_batch_size: int = Field(500, alias="APPREFER_CONSUMER_BATCH_SIZE")
+    producer_linger_ms: int = Field(2, alias="APPREFER_PRODUCER_LINGER_MS")
+    producer_queue_max_messages: int = Field(100_000, alias="APPREFER_PRODUCER_QUEUE_MAX_MESSAGES")
+
+    # Storage. Unset means SQLite under the data dir.
+    database_url: str | None = Field(None, alias="DATABASE_URL")
+    data_dir: Path = Field(Path("./var"), alias="APPREFER_DATA_DIR")
+
+    # Secrets.
+    secret_key: SecretStr | None = Field(None, alias="APPREFER_SECRET_KEY")
+    admin_token: SecretStr | None = Field(None, alias="APPREFER_ADMIN_TOKEN")
+
+    # Gateway.
+    gateway_host: str = Field("127.0.0.1", alias="APPREFER_GATEWAY_HOST")
+    gateway_port: int = Field(8080, alias="APPREFER_GATEWAY_PORT")
+    gateway_max_body_bytes: int = Field(1_048_576, alias="APPREFER_GATEWAY_MAX_BODY_BYTES")
+    gateway_max_batch: int = Field(500, alias="APPREFER_GATEWAY_MAX_BATCH")
+    api_key_cache_seconds: float = Field(30.0, alias="APPREFER_API_KEY_CACHE_SECONDS")
+
+    # Development runner.
+    dev_broker_port: int = Field(9092, alias="APPREFER_DEV_BROKER_PORT")
+
+    # Consumers expose /metrics on this port when set (0 = off).
+    metrics_port: int = Field(0, alias="APPREFER_METRICS_PORT")
+    log_level: str = Field("INFO", alias="APPREFER_LOG_LEVEL")
+
+    @field_validator("database_url")
+    @classmethod
+    def _psycopg_driver(cls, url: str | None) -> str | None:
+        # Users write postgresql://; SQLAlchemy would pick psycopg2, which we do not ship.
+        if url and url.startswith(("postgresql://", "postgres://")):
+            return "postgresql+psycopg://" + url.split("://", 1)[1]
+        return url or None
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'apprefer.db').resolve()}"
+
+    def require_secret_key(self) -> str:
+        if self.secret_key is None or not self.secret_key.get_secret_value():
+            raise ConfigError("APPREFER_SECRET_KEY is not set: it encrypts integration credentials")
+        return self.secret_key.get_secret_value()
+
+
+class ConfigError(RuntimeError):
+    """A required setting is missing or unusable."""
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
