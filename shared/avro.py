@@ -30,11 +30,12 @@ class AvroCodec:
         self._by_name: dict[str, Any] = {}
         self._header_by_name: dict[str, bytes] = {}
         self._by_fingerprint: dict[bytes, tuple[str, Any]] = {}
-        named: dict[str, Any] = {}
         for path in sorted(schema_dir.glob("*.avsc")):
             # load_schema resolves references to other files named <fullname>.avsc and expands
             # them, so every parsed schema is self-contained and fingerprints its whole shape.
-            parsed = load_schema(str(path), named_schemas=named)
+            # Each schema gets its own named-type table: a shared one would leave a type already
+            # seen (e.g. Device inside RawEvent) as a bare name in the canonical form.
+            parsed = load_schema(str(path))
             name = path.name.removesuffix(".avsc")
             fp = bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
             self._by_name[name] = parsed
@@ -54,14 +55,18 @@ class AvroCodec:
         """Returns (schema name, record). Raises DecodeError for anything else."""
         if not payload or payload[:2] != MAGIC or len(payload) < HEADER_LEN:
             raise DecodeError("not an Avro single-object-encoded record")
-        known = self._by_fingerprint.get(payload[2:HEADER_LEN])
+        fp = bytes(payload[2:HEADER_LEN])  # hashable even when given a bytearray
+        known = self._by_fingerprint.get(fp)
         if known is None:
-            raise DecodeError(f"unknown writer schema fingerprint {payload[2:HEADER_LEN].hex()}")
+            raise DecodeError(f"unknown writer schema fingerprint {fp.hex()}")
         name, schema = known
+        body = io.BytesIO(payload[HEADER_LEN:])
         try:
-            record = fastavro.schemaless_reader(io.BytesIO(payload[HEADER_LEN:]), schema, None)
+            record = fastavro.schemaless_reader(body, schema, None)
         except Exception as exc:  # fastavro raises several types for truncated/corrupt bodies
             raise DecodeError(f"corrupt {name} body: {exc}") from exc
+        if body.read(1):
+            raise DecodeError(f"corrupt {name} body: trailing bytes")
         if not isinstance(record, dict):
             raise DecodeError(f"{name} body is not a record")
         return name, record

@@ -60,3 +60,22 @@ def unique_name() -> Callable[[str], str]:
         return f"{prefix}-{uuid.uuid4().hex}"
 
     return make
+
+
+@pytest.fixture
+def fresh_bootstrap(kafka_bootstrap: str) -> Iterator[str]:
+    """A broker of the test's own (it starts in well under a second) so fixed topic names and
+    consumer groups cannot see another test's records; the shared cluster when one is given."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield kafka_bootstrap
+        return
+    with BrokerProcess() as broker:
+        yield broker.bootstrap
+
+
+@pytest.fixture
+def migrated_pg_url(empty_pg_url: str) -> str:
+    from shared.db.migrate import upgrade
+
+    upgrade(empty_pg_url)
+    return empty_pg_url

@@ -207,6 +207,9 @@ async def count_requests(request: web.Request, handler: Callable[[web.Request], 
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
     try:
         response = await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        HTTP_REQUESTS.labels(route, "413").inc()
+        return error_response(413, "too_large", f"body over {request.client_max_size} bytes", "body")
     except web.HTTPException as exc:
         HTTP_REQUESTS.labels(route, str(exc.status)).inc()
         raise

@@ -34,7 +34,7 @@ def click_record(
 ) -> dict[str, Any]:
     values: dict[str, str] = {}
     for name, value in params.items():
-        if value is None or value == "":
+        if value is None or (isinstance(value, str) and not value.strip()):
             continue
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             raise InputError(name, "must be a string")
@@ -51,8 +51,8 @@ def click_record(
     if len(properties) > MAX_PROPERTIES:
         raise InputError("properties", f"at most {MAX_PROPERTIES} extra parameters")
     return {
-        # A network's own click id doubles as our key, so an SDK can pass it back as referrer
-        # click_id; otherwise the click gets a fresh one.
+        # A `click_id` parameter (a partner's own unique click id) becomes our key, so the SDK can
+        # pass it back as referrer click_id; otherwise the click gets a fresh one.
         "click_key": values.get("click_id") or uuid.uuid4().hex,
         "app_id": app_id,
         "link_id": link_id,

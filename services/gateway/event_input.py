@@ -10,7 +10,15 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
 
 from services.gateway.user_data import UserDataError, hash_user_data
 
@@ -21,6 +29,18 @@ MIN_EVENT_TIME_MS = 1_262_304_000_000  # 2010-01-01
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
 ClickIdValue = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
+PERSONAL_FIELD_NAMES = frozenset({
+    "email", "phone", "phone_number", "first_name", "last_name", "date_of_birth", "em", "ph", "fn", "ln", "db",
+})
+TIME_FORMAT_ERROR = "must be RFC 3339 or epoch seconds/milliseconds"
+
+
+def _time_type(value: Any) -> Any:
+    # Checked before the union: otherwise pydantic turns true into 1 and names a bad type's
+    # error after a union member ("event_time.constrained-str") instead of the field.
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(TIME_FORMAT_ERROR)
+    return value
 
 
 class InputError(ValueError):
@@ -62,7 +82,7 @@ class ReferrerIn(_Strict):
 
 
 class RevenueIn(_Strict):
-    amount: float
+    amount: Annotated[float, Field(strict=True)]  # strict: "9.99" and true are not amounts
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{3}$")]
 
 
@@ -72,7 +92,7 @@ class EventIn(BaseModel):
 
     event_id: Id
     event_name: Id
-    event_time: str | int | float
+    event_time: Annotated[str | int | float, BeforeValidator(_time_type)]
     device: DeviceIn
     referrer: ReferrerIn | None = None
     user: dict[str, Any] | None = None
@@ -93,7 +113,7 @@ def _field_path(prefix: str, loc: tuple[int | str, ...]) -> str:
 def parse_event_time(value: str | int | float, now_ms: int) -> int:
     """RFC 3339, or epoch seconds / milliseconds (told apart by magnitude) -> epoch ms."""
     if isinstance(value, bool):
-        raise ValueError("must be RFC 3339 or epoch seconds/milliseconds")
+        raise ValueError(TIME_FORMAT_ERROR)
     if isinstance(value, str):
         text = value.strip()
         try:
@@ -102,7 +122,7 @@ def parse_event_time(value: str | int | float, now_ms: int) -> int:
             try:
                 parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
             except ValueError:
-                raise ValueError("must be RFC 3339 or epoch seconds/milliseconds") from None
+                raise ValueError(TIME_FORMAT_ERROR) from None
             if parsed.tzinfo is None:
                 raise ValueError("RFC 3339 time needs an offset (Z or +hh:mm)") from None
             millis = int(parsed.astimezone(UTC).timestamp() * 1000)
@@ -167,6 +187,12 @@ def raw_event_record(
     referrer = {k: v for k, v in (event.referrer.model_dump() if event.referrer else {}).items() if v}
     properties = dict(event.properties)
     properties.update(event.model_extra or {})
+    misplaced = PERSONAL_FIELD_NAMES.intersection(properties)
+    if misplaced:
+        # Raw personal data must never reach Kafka: it is only accepted in `user`, where it is hashed.
+        name = sorted(misplaced)[0]
+        where = "properties." + name if name in event.properties else name
+        raise InputError(_join(field, where), "personal data belongs in `user`, where it is hashed")
     revenue = event.revenue
     if revenue is not None and not math.isfinite(revenue.amount):
         raise InputError(_join(field, "revenue.amount"), "must be a finite number")

@@ -1,0 +1,252 @@
+"""services.gateway.event_input: SDK event validation, error field names and the events.raw record."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+
+from services.gateway.event_input import InputError, parse_event_time, parse_events, raw_event_record
+from shared.avro import codec
+
+NOW_MS = 1_700_000_000_000  # 2023-11-14T22:13:20Z
+DAY_MS = 24 * 3600 * 1000
+
+
+def event(**fields: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"event_id": "ev-1", "event_name": "purchase", "event_time": NOW_MS // 1000,
+                            "device": {"device_id": "dev-1"}}
+    body.update(fields)
+    return body
+
+
+def record(body: dict[str, Any], *, field: str = "", **kwargs: Any) -> dict[str, Any]:
+    events, _ = parse_events(body, 500)
+    options: dict[str, Any] = {"app_id": "app_1", "sandbox": False, "received_at_ms": NOW_MS,
+                               "request_ip": "203.0.113.7", "request_user_agent": "Req/1.0"}
+    options.update(kwargs)
+    return raw_event_record(events[0], field=field, **options)
+
+
+def input_error(call: Any, *args: Any, **kwargs: Any) -> InputError:
+    with pytest.raises(InputError) as info:
+        call(*args, **kwargs)
+    return info.value
+
+
+# --- parse_events: shape and batch -------------------------------------------------------------
+
+
+def test_single_event_has_no_prefix() -> None:
+    events, prefix = parse_events(event(), 500)
+    assert prefix == "" and [e.event_id for e in events] == ["ev-1"]
+
+
+def test_batch_keeps_order() -> None:
+    events, prefix = parse_events({"events": [event(event_id=f"e{i}") for i in range(3)]}, 500)
+    assert prefix == "events" and [e.event_id for e in events] == ["e0", "e1", "e2"]
+
+
+def test_batch_limit() -> None:
+    assert len(parse_events({"events": [event()] * 5}, 5)[0]) == 5
+    err = input_error(parse_events, {"events": [event()] * 6}, 5)
+    assert err.field == "events" and "5" in err.message
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"events": []}, "events"),
+    ({"events": {"event_id": "x"}}, "events"),
+    ({"events": [event()], "extra": 1}, "extra"),
+    ({"events": [event(), 7]}, "events[1]"),
+    ([event()], "body"),
+    ("text", "body"),
+    (None, "body"),
+    (42, "body"),
+])
+def test_bad_bodies(body: Any, field: str) -> None:
+    assert input_error(parse_events, body, 500).field == field
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"events": [event(), event(), event(device={"idfa": "x"})]}, "events[2].device.device_id"),
+    ({"events": [event(), event(event_time=None)]}, "events[1].event_time"),
+    (event(device={"device_id": "d", "imei": "1"}), "device.imei"),
+    (event(referrer={"install_referrer": "x", "msclkid": "1"}), "referrer.msclkid"),
+    (event(revenue={"amount": 1, "currency": "USD", "tax": 0.1}), "revenue.tax"),
+    (event(revenue={"amount": 1, "currency": "US"}), "revenue.currency"),
+    (event(revenue={"currency": "USD"}), "revenue.amount"),
+    (event(event_time=[1]), "event_time"),
+    (event(event_time={"s": 1}), "event_time"),
+    (event(event_time=True), "event_time"),
+    (event(event_id=""), "event_id"),
+    (event(event_id=5), "event_id"),
+    (event(event_name="x" * 101), "event_name"),
+    (event(device={"device_id": "d", "os": "windows"}), "device.os"),
+    ({"event_id": "a", "event_name": "x", "event_time": 1}, "device"),
+    (event(user=["a@b.co"]), "user"),
+    (event(properties=[1]), "properties"),
+])
+def test_validation_errors_name_the_field(body: Any, field: str) -> None:
+    err = input_error(parse_events, body, 500)
+    assert err.field == field
+    assert err.as_json() == {"error": "invalid_request", "field": field, "message": err.message}
+
+
+def test_record_errors_carry_the_event_prefix() -> None:
+    assert input_error(record, event(user={"nickname": "x"})).field == "user.nickname"
+    assert input_error(record, event(user={"nickname": "x"}), field="events[2]").field == "events[2].user.nickname"
+    assert input_error(record, event(event_time="soon"), field="events[0]").field == "events[0].event_time"
+    assert input_error(record, event(user={"email": "not-an-email"})).field == "user.email"
+
+
+def test_unknown_top_level_fields_go_to_properties() -> None:
+    rec = record(event(properties={"plan": "pro", "n": 2}, screen="paywall", ab={"v": 2}))
+    assert json.loads(rec["properties_json"]) == {"plan": "pro", "n": 2, "screen": "paywall", "ab": {"v": 2}}
+    assert record(event())["properties_json"] == "{}"
+
+
+# --- event_time --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("2023-11-14T22:13:20Z", NOW_MS),
+    ("2023-11-14T22:13:20.123Z", NOW_MS + 123),
+    ("2023-11-14t22:13:20z", NOW_MS),
+    ("2023-11-14T23:13:20+01:00", NOW_MS),
+    ("2023-11-14T17:13:20.5-05:00", NOW_MS + 500),
+    (1_700_000_000, NOW_MS),
+    (1_700_000_000.25, NOW_MS + 250),
+    (NOW_MS, NOW_MS),
+    (float(NOW_MS - 1), NOW_MS - 1),
+    ("1700000000", NOW_MS),
+    (" 1700000000123 ", NOW_MS + 123),
+    ("1700000000.5", NOW_MS + 500),
+    (1_262_304_000, 1_262_304_000_000),  # 2010-01-01 exactly
+    ((NOW_MS + DAY_MS) / 1000, NOW_MS + DAY_MS),
+])
+def test_event_time_accepted(value: Any, expected: int) -> None:
+    assert parse_event_time(value, NOW_MS) == expected
+
+
+@pytest.mark.parametrize("value", [
+    "2023-11-14T22:13:20",  # naive
+    "2023-11-14",
+    "yesterday",
+    "",
+    True,
+    False,
+    -1,
+    "-1700000000",
+    0,
+    1_262_303_999,  # 2009-12-31T23:59:59Z
+    1_262_303_999_999,
+    "2009-12-31T23:59:59Z",
+    NOW_MS + DAY_MS + 1,
+    (NOW_MS + DAY_MS) // 1000 + 1,
+    "2100-01-01T00:00:00Z",
+    float("nan"),
+    float("inf"),
+    "nan",
+    "-inf",
+])
+def test_event_time_rejected(value: Any) -> None:
+    with pytest.raises(ValueError):
+        parse_event_time(value, NOW_MS)
+
+
+def test_event_time_round_trips_through_a_record() -> None:
+    iso = datetime.fromtimestamp(NOW_MS / 1000, UTC).isoformat()
+    assert record(event(event_time=iso))["event_time_ms"] == NOW_MS
+    assert record(event(event_time=str(NOW_MS)))["event_time_ms"] == NOW_MS
+    err = input_error(record, event(event_time="2023-11-14T22:13:20"))
+    assert err.field == "event_time" and "offset" in err.message
+
+
+# --- the record --------------------------------------------------------------------------------
+
+
+def test_request_defaults_and_explicit_device_values() -> None:
+    rec = record(event())
+    assert rec["device"]["ip"] == "203.0.113.7" and rec["device"]["user_agent"] == "Req/1.0"
+    rec = record(event(device={"device_id": "dev-1", "ip": "198.51.100.1", "user_agent": "App/2"}))
+    assert rec["device"]["ip"] == "198.51.100.1" and rec["device"]["user_agent"] == "App/2"
+    rec = record(event(), request_ip=None, request_user_agent=None)
+    assert rec["device"]["ip"] is None and rec["device"]["user_agent"] is None
+
+
+@pytest.mark.parametrize("sandbox", [True, False])
+def test_sandbox_and_stamps_pass_through(sandbox: bool) -> None:
+    rec = record(event(), sandbox=sandbox, source="revenuecat", app_id="app_9")
+    assert rec["sandbox"] is sandbox
+    assert (rec["source"], rec["app_id"], rec["received_at_ms"]) == ("revenuecat", "app_9", NOW_MS)
+    assert (rec["event_id"], rec["event_name"]) == ("ev-1", "purchase")
+
+
+def test_referrer_keeps_only_given_values() -> None:
+    rec = record(event(referrer={"gclid": " G-1 ", "fbclid": None, "install_referrer": "utm_source=x"}))
+    assert rec["referrer"] == {"gclid": "G-1", "install_referrer": "utm_source=x"}
+    assert record(event())["referrer"] == {}
+
+
+def test_raw_personal_data_never_reaches_the_record() -> None:
+    email, phone = "Jane.Doe+promo@Example.com", "+1 (650) 555-1212"
+    rec = record(event(user={"email": email, "phone": phone, "first_name": "Zebulon", "external_id": "u-42"}))
+    sha = lambda text: hashlib.sha256(text.encode()).hexdigest()  # noqa: E731
+    assert rec["user_hashes"]["em"] == sha("jane.doe+promo@example.com")
+    assert rec["user_hashes"]["ph"] == sha("16505551212")
+    assert rec["user_hashes"]["ph_e164"] == sha("+16505551212")
+    assert rec["user_hashes"]["fn"] == sha("zebulon")
+    encoded = codec().encode("apprefer.RawEvent", rec)
+    for text in (orjson.dumps(rec), encoded):
+        for raw in (email, email.lower(), phone, "16505551212", "6505551212", "Zebulon", "zebulon", "u-42"):
+            assert raw.encode() not in text
+
+
+def test_revenue() -> None:
+    rec = record(event(revenue={"amount": 9.99, "currency": " eur "}))
+    assert (rec["revenue_amount"], rec["revenue_currency"]) == (9.99, "EUR")
+    rec = record(event())
+    assert (rec["revenue_amount"], rec["revenue_currency"]) == (None, None)
+
+
+@pytest.mark.parametrize("amount", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_revenue_rejected(amount: float) -> None:
+    # JSON cannot carry these, but a Python caller can.
+    err = input_error(record, event(revenue={"amount": amount, "currency": "USD"}), field="events[3]")
+    assert err.field == "events[3].revenue.amount"
+
+
+def test_record_encodes_and_decodes_equal() -> None:
+    rec = record(event(
+        event_time="2023-11-14T22:13:20.5Z",
+        device={"device_id": "dev-1", "idfa": "AEBE52E7-03EE-455A-B3C4-E57283966239", "os": "ios",
+                "os_version": "17.1", "model": "iPhone15,2", "locale": "en_US", "att_status": "authorized",
+                "app_version": "3.2.1"},
+        referrer={"click_id": "ck", "ttclid": "T"},
+        user={"email": "a@b.co", "country": "US"},
+        revenue={"amount": 4.99, "currency": "usd"},
+        properties={"sku": "pro_monthly"},
+        level=7,
+    ), sandbox=True)
+    encoded = codec().encode("apprefer.RawEvent", rec)
+    assert codec().decode(encoded) == ("apprefer.RawEvent", rec)
+    minimal = record(event())
+    assert codec().decode_as("apprefer.RawEvent", codec().encode("apprefer.RawEvent", minimal)) == minimal
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [({"email": "jane@example.com"}, "email"), ({"properties": {"phone": "+15551234"}}, "properties.phone")],
+)
+def test_personal_data_outside_user_is_rejected_not_passed_on(extra: dict[str, Any], field: str) -> None:
+    error = input_error(record, event(**extra))
+    assert error.field == field
+
+
+def test_revenue_amount_must_be_a_number() -> None:
+    assert input_error(parse_events, event(revenue={"amount": "9.99", "currency": "USD"}), 10).field == (
+        "revenue.amount")
