@@ -8,7 +8,7 @@ import sys
 from shared.logging import configure_logging
 from shared.settings import Settings
 
-RUNNABLE = ("gateway", "attribution")
+RUNNABLE = ("gateway", "attribution", "fanout", "forwarder", "audit")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -17,6 +17,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("dev", help="run the whole system on this machine until Ctrl-C")
     run = commands.add_parser("run", help="run one service")
     run.add_argument("service", choices=RUNNABLE)
+    run.add_argument("--network", help="for `forwarder`: meta, google_ads or tiktok")
     topics = commands.add_parser("topics", help="Kafka topics")
     topics.add_argument("action", choices=("create", "list"))
     db = commands.add_parser("db", help="database schema")
@@ -65,6 +66,22 @@ def main(argv: list[str] | None = None) -> int:
         from services.attribution.main import run as run_attribution
 
         run_attribution(settings)
+    elif args.service == "fanout":
+        from services.fanout.main import run as run_fanout
+
+        run_fanout(settings)
+    elif args.service == "audit":
+        from services.audit.main import run as run_audit
+
+        run_audit(settings)
+    elif args.service == "forwarder":
+        from services.forwarders.main import run as run_forwarder
+        from services.forwarders.registry import NETWORK_MODULES
+
+        if args.network not in NETWORK_MODULES:
+            print(f"apprefer run forwarder: --network must be one of {', '.join(NETWORK_MODULES)}", file=sys.stderr)
+            return 2
+        run_forwarder(settings, args.network)
     return 0
 
 

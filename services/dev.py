@@ -21,7 +21,10 @@ from shared.db.migrate import upgrade
 from shared.kafka.topics import create_topics
 from shared.settings import Settings
 
-SERVICES: tuple[tuple[str, ...], ...] = (("gateway",), ("attribution",))
+SERVICES: tuple[tuple[str, ...], ...] = (
+    ("gateway",), ("attribution",), ("fanout",), ("audit",),
+    ("forwarder", "--network", "meta"), ("forwarder", "--network", "google_ads"), ("forwarder", "--network", "tiktok"),
+)
 RESTART_BACKOFF_SECONDS = 2.0
 
 

@@ -26,3 +26,6 @@ def serve_metrics(port: int) -> None:
     """Starts /metrics on its own thread for processes without an HTTP server of their own."""
     if port:
         start_http_server(port, addr="127.0.0.1")
+FORWARD_OUTCOMES = Counter(
+    "apprefer_forward_outcomes_total", "Forwarding outcomes per network", ["network", "outcome"]
+)

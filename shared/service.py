@@ -32,7 +32,7 @@ def stop_on_signals() -> threading.Event:
 
 
 def run_consumer(settings: Settings, *, service: str, group_id: str, topics: Sequence[str],
-                 handler: Handler) -> None:
+                 handler: Handler, due_header: str | None = None) -> None:
     serve_metrics(settings.metrics_port)
     runner = ConsumerRunner(
         service=service,
@@ -42,5 +42,6 @@ def run_consumer(settings: Settings, *, service: str, group_id: str, topics: Seq
         producer=SyncProducer(producer_config(settings)),
         codec=codec(),
         batch_size=settings.consumer_batch_size,
+        due_header=due_header,
     )
     runner.run(stop_on_signals())

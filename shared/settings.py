@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     consumer_batch_size: int = Field(500, alias="APPREFER_CONSUMER_BATCH_SIZE")
     producer_linger_ms: int = Field(2, alias="APPREFER_PRODUCER_LINGER_MS")
     producer_queue_max_messages: int = Field(100_000, alias="APPREFER_PRODUCER_QUEUE_MAX_MESSAGES")
+    # How long a record may wait for the broker before the gateway gives up and answers 503.
+    producer_delivery_timeout_ms: int = Field(15_000, alias="APPREFER_PRODUCER_DELIVERY_TIMEOUT_MS")
 
     # Storage. Unset means SQLite under the data dir.
     database_url: str | None = Field(None, alias="DATABASE_URL")
@@ -44,6 +46,15 @@ class Settings(BaseSettings):
     # Development runner.
     dev_broker_port: int = Field(9092, alias="APPREFER_DEV_BROKER_PORT")
 
+    # Forwarding. Base URLs are settable so tests and staging point forwarders at fakes.
+    meta_base_url: str = Field("https://graph.facebook.com", alias="APPREFER_META_BASE_URL")
+    google_ads_base_url: str = Field("https://googleads.googleapis.com", alias="APPREFER_GOOGLE_ADS_BASE_URL")
+    google_oauth_token_url: str = Field("https://oauth2.googleapis.com/token", alias="APPREFER_GOOGLE_OAUTH_TOKEN_URL")
+    tiktok_base_url: str = Field("https://business-api.tiktok.com", alias="APPREFER_TIKTOK_BASE_URL")
+    # Seconds before each retry of a transient failure; attempts end after the last one.
+    retry_delays: str = Field("10,60,300,1800,7200", alias="APPREFER_RETRY_DELAYS")
+    forward_timeout_seconds: float = Field(15.0, alias="APPREFER_FORWARD_TIMEOUT_SECONDS")
+
     # Consumers expose /metrics on this port when set (0 = off).
     metrics_port: int = Field(0, alias="APPREFER_METRICS_PORT")
     log_level: str = Field("INFO", alias="APPREFER_LOG_LEVEL")
@@ -55,6 +66,25 @@ class Settings(BaseSettings):
         if url and url.startswith(("postgresql://", "postgres://")):
             return "postgresql+psycopg://" + url.split("://", 1)[1]
         return url or None
+
+    @field_validator("retry_delays")
+    @classmethod
+    def _delays(cls, value: str) -> str:
+        try:
+            delays = [float(d) for d in value.split(",") if d.strip()]
+        except ValueError:
+            raise ValueError("APPREFER_RETRY_DELAYS must be comma-separated seconds, e.g. 10,60,300") from None
+        if not delays or any(d < 0 for d in delays):
+            raise ValueError("APPREFER_RETRY_DELAYS needs at least one non-negative delay")
+        return value
+
+    @property
+    def retry_delay_seconds(self) -> list[float]:
+        return [float(d) for d in self.retry_delays.split(",") if d.strip()]
+
+    def base_url(self, network: str) -> str:
+        return {"meta": self.meta_base_url, "google_ads": self.google_ads_base_url,
+                "tiktok": self.tiktok_base_url}.get(network, "")
 
     @property
     def effective_database_url(self) -> str:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.gateway.store import NETWORKS, GatewayStore, NotFound
 from shared.crypto import secrets_equal
+from shared.forwarding.model import ConnectionCheck, Integration
 
 
 class _Body(BaseModel):
@@ -76,7 +77,11 @@ async def _body(request: web.Request, model: type[_Body]) -> Any:
         ) from None
 
 
-def admin_routes(store: GatewayStore, admin_token: str | None, public_base_url: str) -> web.RouteTableDef:
+ConnectionTester = Callable[[Integration], Awaitable[ConnectionCheck]]
+
+
+def admin_routes(store: GatewayStore, admin_token: str | None, public_base_url: str,
+                 connection_tester: ConnectionTester | None = None) -> web.RouteTableDef:
     routes = web.RouteTableDef()
 
     def guarded(
@@ -150,6 +155,25 @@ def admin_routes(store: GatewayStore, admin_token: str | None, public_base_url: 
     @guarded
     async def get_integration(request: web.Request) -> web.StreamResponse:
         return json_response(await call(store.get_integration, request.match_info["app_id"], network_of(request)))
+
+    @routes.post("/admin/v1/apps/{app_id}/integrations/{network}/test")
+    @guarded
+    async def test_integration(request: web.Request) -> web.StreamResponse:
+        integration = await call(store.integration_config, request.match_info["app_id"], network_of(request))
+        if connection_tester is None:
+            return error_response(503, "unavailable", "connection tests are not configured")
+        check = await connection_tester(integration)
+        return json_response({"ok": check.ok, "detail": check.detail})
+
+    @routes.get("/admin/v1/audit")
+    @guarded
+    async def audit(request: web.Request) -> web.StreamResponse:
+        filters = {k: request.query.get(k, "") for k in ("app_id", "event_id", "network", "status")}
+        try:
+            limit = min(max(int(request.query.get("limit", "100")), 1), 1000)
+        except ValueError:
+            return error_response(400, "invalid_request", "limit must be an integer", "limit")
+        return json_response({"records": await call(store.audit_records, filters, limit)})
 
     @routes.get("/admin/v1/apps/{app_id}/attribution")
     @guarded

@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.gateway.admin import admin_routes, error_response, json_response
+from services.gateway.admin import ConnectionTester, admin_routes, error_response, json_response
 from services.gateway.click_input import click_record
 from services.gateway.event_input import InputError, event_field_prefix, parse_events, raw_event_record
 from services.gateway.store import GatewayStore, KeyOwner, LinkTarget, now_ms
@@ -218,7 +218,7 @@ async def count_requests(request: web.Request, handler: Callable[[web.Request], 
 
 
 def build_app(gateway: Gateway, store: GatewayStore, *, admin_token: str | None, public_base_url: str,
-              max_body_bytes: int) -> web.Application:
+              max_body_bytes: int, connection_tester: ConnectionTester | None = None) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes, middlewares=[count_requests])
     app.router.add_post("/v1/events", gateway.post_events)
     app.router.add_post("/v1/clicks", gateway.post_click)
@@ -226,5 +226,5 @@ def build_app(gateway: Gateway, store: GatewayStore, *, admin_token: str | None,
     app.router.add_get("/healthz", gateway.healthz)
     app.router.add_get("/readyz", gateway.readyz)
     app.router.add_get("/metrics", gateway.metrics)
-    app.router.add_routes(admin_routes(store, admin_token, public_base_url))
+    app.router.add_routes(admin_routes(store, admin_token, public_base_url, connection_tester))
     return app

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import aiohttp
 from aiohttp import web
 
 from services.gateway.app import Gateway, build_app
+from services.gateway.connection_test import test_connection
 from services.gateway.store import GatewayStore
 from shared.avro import codec
 from shared.db.session import make_engine, make_sessionmaker
+from shared.forwarding.model import ConnectionCheck, Integration
 from shared.kafka.config import producer_config
 from shared.kafka.producer import AsyncProducer
 from shared.settings import Settings
@@ -32,10 +35,19 @@ def run(settings: Settings) -> None:
                       key_cache_seconds=settings.api_key_cache_seconds, readiness=readiness)
     admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
     public_base_url = f"http://{settings.gateway_host}:{settings.gateway_port}"
+    sessions: list[aiohttp.ClientSession] = []
+
+    async def tester(integration: Integration) -> ConnectionCheck:
+        if not sessions:
+            sessions.append(aiohttp.ClientSession())
+        return await test_connection(sessions[0], settings, integration)
+
     app = build_app(gateway, store, admin_token=admin_token, public_base_url=public_base_url,
-                    max_body_bytes=settings.gateway_max_body_bytes)
+                    max_body_bytes=settings.gateway_max_body_bytes, connection_tester=tester)
 
     async def close_producer(_app: web.Application) -> None:
+        for session in sessions:
+            await session.close()
         await asyncio.to_thread(producer.close)
         engine.dispose()
 

@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.crypto import encrypt_credentials, hash_api_key, new_api_key, new_id
-from shared.db.models import ApiKey, App, Install, Integration, TrackingLink
+from shared.crypto import decrypt_credentials, encrypt_credentials, hash_api_key, new_api_key, new_id
+from shared.db.models import ApiKey, App, AuditEntry, Install, Integration, TrackingLink
+from shared.forwarding.model import Integration as IntegrationConfig
 
 NETWORKS = ("meta", "google_ads", "tiktok", "skan_postback", "revenuecat")
 
@@ -167,6 +168,34 @@ class GatewayStore:
                 "campaign": row.campaign, "matched_by": row.matched_by, "install_event_id": row.event_id,
                 "installed_at_ms": row.installed_at_ms, "click_time_ms": row.click_time_ms,
             }
+
+    def integration_config(self, app_id: str, network: str) -> IntegrationConfig:
+        """Decrypted, in memory only: for Test Connection."""
+        with self._sessions() as session:
+            row = session.get(Integration, (app_id, network))
+            if row is None:
+                raise NotFound(f"no {network} integration for app {app_id}")
+            credentials = {}
+            if row.credentials_encrypted and self._secret_key:
+                credentials = decrypt_credentials(self._secret_key, row.credentials_encrypted)
+            return IntegrationConfig(app_id=app_id, network=network, settings=dict(row.settings or {}),
+                                     credentials=credentials, event_map=dict(row.event_map or {}),
+                                     enabled=row.enabled)
+
+    def audit_records(self, filters: dict[str, str], limit: int) -> list[dict[str, Any]]:
+        query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+        for name in ("app_id", "event_id", "network", "status"):
+            if filters.get(name):
+                query = query.where(getattr(AuditEntry, name) == filters[name])
+        with self._sessions() as session:
+            return [
+                {"app_id": r.app_id, "event_id": r.event_id, "event_name": r.event_name, "network": r.network,
+                 "status": r.status, "attempts": r.attempts,
+                 "last_error": r.detail if r.status != "delivered" else None,
+                 "detail": r.detail, "http_status": r.http_status, "error_code": r.error_code,
+                 "latency_ms": r.latency_ms, "request_hash": r.request_hash, "recorded_at_ms": r.recorded_at_ms}
+                for r in session.scalars(query)
+            ]
 
     @staticmethod
     def _require_app(session: Session, app_id: str) -> None:

@@ -107,3 +107,39 @@ class Install(Base):
     last_install_event_id: Mapped[str | None] = mapped_column(String(100))
     last_install_at_ms: Mapped[int | None] = mapped_column(BigInteger)
     sandbox: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Delivery(Base):
+    """The delivery ledger: a job already delivered is never sent again (redelivery, replay)."""
+
+    __tablename__ = "deliveries"
+
+    event_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    network: Mapped[str] = mapped_column(String(40), primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(40))
+    attempts: Mapped[int] = mapped_column(Integer)
+    delivered_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_app_event", "app_id", "event_id"),
+        Index("ix_audit_network_status", "network", "status"),
+        Index("ix_audit_recorded", "recorded_at_ms"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    audit_id: Mapped[str] = mapped_column(String(64), unique=True)
+    app_id: Mapped[str] = mapped_column(String(40))
+    event_id: Mapped[str] = mapped_column(String(100))
+    event_name: Mapped[str | None] = mapped_column(String(100))
+    network: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer)
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    error_code: Mapped[str | None] = mapped_column(String(100))
+    detail: Mapped[str | None] = mapped_column(Text)
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    recorded_at_ms: Mapped[int] = mapped_column(BigInteger)

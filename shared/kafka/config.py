@@ -15,6 +15,7 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "acks": "all",
         "linger.ms": settings.producer_linger_ms,
         "queue.buffering.max.messages": settings.producer_queue_max_messages,
+        "message.timeout.ms": settings.producer_delivery_timeout_ms,
         "compression.type": "lz4",
     }
     config.update(overrides)

@@ -9,6 +9,7 @@ the batch in hand, commits, and leaves the group.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -39,6 +40,16 @@ def message_headers(message: Message) -> Headers:
     return list(headers or [])
 
 
+def _due_ms(message: Message, header_name: str) -> int | None:
+    for key, value in message_headers(message):
+        if key == header_name and value is not None:
+            try:
+                return int(value)
+            except ValueError:
+                return None  # a garbled due time is treated as due: the handler will see the record
+    return None
+
+
 class TransientError(RuntimeError):
     """A failure worth retrying as is: a database or dependency that is briefly unavailable."""
 
@@ -60,6 +71,7 @@ class ConsumerRunner:
         batch_size: int = 500,
         poll_timeout: float = 0.5,
         transient_retry_seconds: float = 120.0,
+        due_header: str | None = None,
     ) -> None:
         self.service = service
         self._consumer = Consumer(consumer_config)
@@ -70,12 +82,17 @@ class ConsumerRunner:
         self._batch_size = batch_size
         self._poll_timeout = poll_timeout
         self._transient_retry_seconds = transient_retry_seconds
+        # Records carrying this header (epoch ms) are not handled before that time: their
+        # partition is paused from them on and resumed when the head is due (retry topics).
+        self._due_header = due_header
+        self._paused_until: dict[tuple[str, int], int] = {}
 
     def run(self, stop: threading.Event) -> None:
         self._consumer.subscribe(self._topics)
         log.info("consuming", extra={"topics": self._topics})
         try:
             while not stop.is_set():
+                self._resume_due_partitions()
                 messages = self._consumer.consume(self._batch_size, self._poll_timeout)
                 if messages:
                     self.process_batch(messages)
@@ -86,6 +103,8 @@ class ConsumerRunner:
 
     def process_batch(self, messages: list[Message]) -> None:
         started = time.monotonic()
+        if self._due_header:
+            messages = self._hold_back_not_due(messages)
         records: list[InRecord] = []
         outputs: list[OutRecord] = []
         consumed: list[Message] = []
@@ -112,6 +131,38 @@ class ConsumerRunner:
             if output.topic.endswith(".dlq"):
                 DEAD_LETTERS.labels(self.service, output.topic).inc()
         BATCH_SECONDS.labels(self.service).observe(time.monotonic() - started)
+
+    def _hold_back_not_due(self, messages: list[Message]) -> list[Message]:
+        """Drops each partition's messages from its first not-yet-due one on; that partition is
+        rewound to it and paused until it is due, so waiting never blocks the loop (no sleep)."""
+        now_ms = int(time.time() * 1000)
+        held: dict[tuple[str, int], tuple[int, int]] = {}
+        ready: list[Message] = []
+        for message in messages:
+            tp = (message.topic() or "", message.partition() or 0)
+            if tp in held:
+                continue
+            due_ms = _due_ms(message, self._due_header or "")
+            if message.error() is None and due_ms is not None and due_ms > now_ms:
+                held[tp] = (message.offset() or 0, due_ms)
+            else:
+                ready.append(message)
+        for (topic, partition), (offset, due_ms) in held.items():
+            self._consumer.pause([TopicPartition(topic, partition)])
+            self._consumer.seek(TopicPartition(topic, partition, offset))
+            self._paused_until[(topic, partition)] = due_ms
+        return ready
+
+    def _resume_due_partitions(self) -> None:
+        if not self._paused_until:
+            return
+        now_ms = int(time.time() * 1000)
+        due = [tp for tp, until in self._paused_until.items() if until <= now_ms]
+        for topic, partition in due:
+            del self._paused_until[(topic, partition)]
+            # Revoked meanwhile? Its new owner starts from the committed offset anyway.
+            with contextlib.suppress(KafkaException):
+                self._consumer.resume([TopicPartition(topic, partition)])
 
     def _decode(self, message: Message) -> InRecord:
         schema, value = self._codec.decode(message.value())

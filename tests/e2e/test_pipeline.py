@@ -18,7 +18,6 @@ from tests.support.pipeline import (
     read_topic,
     service_env,
     start_gateway,
-    wait_until,
 )
 
 pytestmark = pytest.mark.slow
@@ -63,8 +62,8 @@ def test_click_install_purchase_attributed_on_postgres(fresh_bootstrap: str, mig
         play_referrer = unquote(headers["location"].split("referrer=", 1)[1])
         # 2. A server-to-server click with an advertising id, and 3. one only a fingerprint can match.
         s2s = {"Authorization": f"Bearer {key}"}
-        assert http_call("POST", f"{base}/v1/clicks", {"fbclid": "FbClick.XYZ", "gaid": "AAAA-1111", "ip": "198.51.100.7",
-                                                        "user_agent": browser}, s2s)[0] == 202
+        click = {"fbclid": "FbClick.XYZ", "gaid": "AAAA-1111", "ip": "198.51.100.7", "user_agent": browser}
+        assert http_call("POST", f"{base}/v1/clicks", click, s2s)[0] == 202
         assert http_call("POST", f"{base}/v1/clicks", {"ttclid": "TTclick-9", "ip": "127.0.0.1",
                                                         "user_agent": "DemoApp/2.0 (Android 14)"}, s2s)[0] == 202
         time.sleep(1.5)  # clicks precede installs in life too; the consumer stores them first

@@ -36,6 +36,16 @@ SAMPLES: dict[str, dict[str, Any]] = {
                        "gaid": "38400000-8cf0-11bd-b23e-10b96e40000d", "fingerprint": "d" * 64,
                        "clicked_at_ms": 1_699_999_000_000, "sandbox": True,
                        "properties": {"campaign_id": "c1", "utm_source": "fb"}},
+    "apprefer.ForwardJob": {"job_id": "ev_1:meta", "app_id": "app_1a2b", "network": "meta", "event_id": "ev_1",
+                            "event_name": "purchase", "network_event_name": "Purchase",
+                            "event_time_ms": 1_700_000_000_000, "sandbox": False, "click_id_type": "fbclid",
+                            "click_id": "IwAR2xyz", "click_time_ms": 1_699_999_000_000, "device": DEVICE,
+                            "user_hashes": {"em": "a" * 64}, "revenue_amount": 9.99, "revenue_currency": "EUR",
+                            "properties_json": "{}", "attempt": 2, "first_attempt_ms": 1_700_000_001_000},
+    "apprefer.AuditRecord": {"audit_id": "a" * 32, "app_id": "app_1a2b", "event_id": "ev_1",
+                             "event_name": "purchase", "network": "meta", "status": "delivered", "attempts": 1,
+                             "http_status": 200, "error_code": None, "detail": None, "latency_ms": 42,
+                             "request_hash": "b" * 64, "recorded_at_ms": 1_700_000_002_000},
 }
 MINIMAL: dict[str, dict[str, Any]] = {
     "apprefer.Device": {"device_id": "d"},
@@ -45,6 +55,11 @@ MINIMAL: dict[str, dict[str, Any]] = {
     "apprefer.AttributedEvent": {"event": {**RAW_EVENT, "revenue_amount": None, "revenue_currency": None},
                                  "attribution": {"attributed": False}, "attributed_at_ms": -1},
     "apprefer.Click": {"click_key": "k", "app_id": "a", "clicked_at_ms": 2**62},
+    "apprefer.ForwardJob": {"job_id": "e:meta", "app_id": "a", "network": "meta", "event_id": "e",
+                            "event_name": "purchase", "network_event_name": "Purchase", "event_time_ms": 0,
+                            "device": {"device_id": "d"}},
+    "apprefer.AuditRecord": {"audit_id": "x", "app_id": "a", "event_id": "e", "network": "meta",
+                             "status": "skipped", "recorded_at_ms": 0},
 }
 
 
@@ -132,7 +147,7 @@ def test_raw_event_fingerprint_covers_device(tmp_path: Path) -> None:
     edited = _headers(_edited_codec(tmp_path, "apprefer.Device", lambda s: s["fields"].append(new_field)))
     shipped = _headers(codec())
     changed = {name for name in shipped if shipped[name] != edited[name]}
-    assert changed == {"apprefer.Device", "apprefer.RawEvent", "apprefer.AttributedEvent"}
+    assert changed == {"apprefer.Device", "apprefer.RawEvent", "apprefer.AttributedEvent", "apprefer.ForwardJob"}
 
 
 def test_docs_do_not_change_fingerprints(tmp_path: Path) -> None:

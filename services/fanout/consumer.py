@@ -1,0 +1,78 @@
+"""Fanout: events.attributed -> one job per enabled integration on forward.<network>.
+
+Sandbox events and events a network cannot use produce no job; they are audited as `sandbox` or
+`skipped` so the audit log explains every event.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.fanout.mapping import FORWARDED_NETWORKS, route
+from shared.avro import AvroCodec
+from shared.forwarding.audit import audit_out
+from shared.forwarding.integrations import IntegrationCache
+from shared.kafka.consumer import TransientError
+from shared.kafka.records import InRecord, OutRecord, dead_letter_of
+from shared.kafka.topics import EVENTS_ATTRIBUTED, forward_topic
+
+SERVICE = "fanout"
+TOPICS = (EVENTS_ATTRIBUTED,)
+
+
+def forward_job(event: dict[str, Any], attribution: dict[str, Any], network: str, network_event_name: str
+                ) -> dict[str, Any]:
+    return {
+        "job_id": f"{event['event_id']}:{network}", "app_id": event["app_id"], "network": network,
+        "event_id": event["event_id"], "event_name": event["event_name"], "network_event_name": network_event_name,
+        "event_time_ms": event["event_time_ms"], "sandbox": event["sandbox"],
+        "click_id_type": attribution["click_id_type"], "click_id": attribution["click_id"],
+        "click_time_ms": attribution["click_time_ms"], "device": event["device"],
+        "user_hashes": event["user_hashes"], "revenue_amount": event["revenue_amount"],
+        "revenue_currency": event["revenue_currency"], "properties_json": event["properties_json"],
+        "attempt": 0, "first_attempt_ms": None,
+    }
+
+
+class FanoutHandler:
+    def __init__(self, sessions: sessionmaker[Session], codec: AvroCodec, secret_key: str | None) -> None:
+        self._sessions = sessions
+        self._codec = codec
+        self._integrations = IntegrationCache(secret_key)
+
+    def __call__(self, records: list[InRecord]) -> list[OutRecord]:
+        try:
+            with self._sessions() as session:
+                return [out for record in records for out in self._fan_out(session, record)]
+        except OperationalError as exc:
+            raise TransientError(str(exc)) from exc
+
+    def _fan_out(self, session: Session, record: InRecord) -> list[OutRecord]:
+        if record.schema != "apprefer.AttributedEvent":
+            return [dead_letter_of(record, f"unexpected schema {record.schema}", SERVICE)]
+        event, attribution = record.value["event"], record.value["attribution"]
+        integrations = self._integrations.for_app(session, event["app_id"])
+        outputs: list[OutRecord] = []
+        for network in FORWARDED_NETWORKS:
+            integration = integrations.get(network)
+            if integration is None or not integration.enabled:
+                continue
+
+            def audit(status: str, detail: str, network: str = network) -> OutRecord:
+                return audit_out(self._codec, app_id=event["app_id"], event_id=event["event_id"],
+                                 event_name=event["event_name"], network=network, status=status, detail=detail)
+
+            decision = route(network, event["event_name"], attribution, integration.settings, integration.event_map)
+            if decision.network_event_name is None:
+                outputs.append(audit("skipped", decision.skip_reason or "skipped"))
+            elif event["sandbox"]:
+                # pk_test_ traffic flows through every stage but never reaches a network.
+                outputs.append(audit("sandbox", "sandbox (pk_test_) event: not forwarded"))
+            else:
+                job = forward_job(event, attribution, network, decision.network_event_name)
+                outputs.append(OutRecord(topic=forward_topic(network), key=record.key,
+                                         value=self._codec.encode("apprefer.ForwardJob", job)))
+        return outputs

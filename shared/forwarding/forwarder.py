@@ -1,0 +1,320 @@
+"""The forwarding engine, written once: forward.<network> (+ .retry) -> the network's API.
+
+A network module only builds requests and classifies responses (pure). This engine batches jobs
+per app up to the network's limit, skips what the delivery ledger says is delivered, refreshes
+OAuth tokens, retries briefly in process (tenacity), then turns each job's outcome into effects:
+
+    Delivered           -> deliveries ledger + audit `delivered`
+    RetryLater          -> forward.<network>.retry with a due time (backoff) + audit `retrying`,
+                           or forward.<network>.dlq + audit `dead_lettered` once attempts run out
+    Permanent           -> forward.<network>.dlq + audit `rejected`
+    RefreshCredentials  -> a new token and one more try, then as RetryLater
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import orjson
+from sqlalchemy import select, tuple_
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential
+
+from shared.avro import AvroCodec
+from shared.crypto import CredentialsError
+from shared.db.models import Delivery
+from shared.db.upsert import insert_ignoring_duplicates
+from shared.forwarding.audit import audit_out
+from shared.forwarding.http import HttpClient, TransportError
+from shared.forwarding.integrations import IntegrationCache
+from shared.forwarding.model import (
+    Delivered,
+    ForwardJob,
+    HttpRequest,
+    HttpResponse,
+    Integration,
+    Outcome,
+    Permanent,
+    RefreshCredentials,
+    RetryLater,
+)
+from shared.forwarding.network import NetworkModule
+from shared.kafka.consumer import TransientError
+from shared.kafka.records import InRecord, OutRecord, dead_letter_of
+from shared.kafka.topics import dlq, forward_topic
+from shared.metrics import FORWARD_OUTCOMES
+
+log = logging.getLogger(__name__)
+
+DUE_HEADER = "retry.due_ms"
+TOKEN_EXPIRY_MARGIN_SECONDS = 60.0
+IN_PROCESS_ATTEMPTS = 3  # quick retries of a request-level transient failure before the retry topic
+IN_PROCESS_MAX_WAIT = 1.0  # a network that asks for longer waits on the retry topic instead
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One job's outcome from one call, with what the audit record needs."""
+
+    job: ForwardJob
+    record: InRecord
+    outcome: Outcome
+    http_status: int | None = None
+    latency_ms: int | None = None
+    request_hash: str | None = None
+
+
+class TokenCache:
+    def __init__(self) -> None:
+        self._tokens: dict[str, tuple[str, float]] = {}
+
+    def get(self, app_id: str) -> str | None:
+        token = self._tokens.get(app_id)
+        return token[0] if token and token[1] > time.monotonic() else None
+
+    def put(self, app_id: str, token: str, lifetime: float) -> None:
+        self._tokens[app_id] = (token, time.monotonic() + max(0.0, lifetime - TOKEN_EXPIRY_MARGIN_SECONDS))
+
+    def drop(self, app_id: str) -> None:
+        self._tokens.pop(app_id, None)
+
+
+def retry_delay(attempts_made: int, delays: Sequence[float], after_seconds: float | None,
+                jitter: Callable[[], float] = random.random) -> float | None:
+    """Seconds until the next try, or None when the attempts are used up. ±20 % jitter spreads
+    a burst of failures; a network's own Retry-After is a floor."""
+    if attempts_made > len(delays):
+        return None
+    delay = delays[attempts_made - 1] * (0.8 + 0.4 * jitter())
+    return max(delay, after_seconds or 0.0)
+
+
+def request_hash(request: HttpRequest) -> str:
+    return hashlib.sha256(orjson.dumps(request.json) if request.json is not None else b"").hexdigest()
+
+
+class ForwarderHandler:
+    def __init__(self, *, module: NetworkModule, sessions: sessionmaker[Session], codec: AvroCodec,
+                 secret_key: str | None, http: HttpClient, base_url: str, token_url: str,
+                 retry_delays: Sequence[float], service: str | None = None) -> None:
+        self._module = module
+        self._network = module.NETWORK
+        self._service = service or f"forwarder-{module.NETWORK}"
+        self._sessions = sessions
+        self._codec = codec
+        self._integrations = IntegrationCache(secret_key)
+        self._http = http
+        self._base_url = base_url
+        self._token_url = token_url
+        self._delays = list(retry_delays)
+        self._tokens = TokenCache()
+
+    def __call__(self, records: list[InRecord]) -> list[OutRecord]:
+        try:
+            return self._handle(records)
+        except OperationalError as exc:
+            raise TransientError(str(exc)) from exc
+
+    def _handle(self, records: list[InRecord]) -> list[OutRecord]:
+        outputs: list[OutRecord] = []
+        pending: list[tuple[ForwardJob, InRecord]] = []
+        for record in records:
+            if record.schema != "apprefer.ForwardJob":
+                outputs.append(dead_letter_of(record, f"unexpected schema {record.schema}", self._service))
+                continue
+            pending.append((ForwardJob.from_record(record.value), record))
+
+        with self._sessions() as session:
+            delivered = self._already_delivered(session, [job for job, _ in pending])
+            integrations = {app: self._integrations.for_app(session, app) for app in {j.app_id for j, _ in pending}}
+
+        attempts: list[Attempt] = []
+        by_app: dict[str, list[tuple[ForwardJob, InRecord]]] = defaultdict(list)
+        now_ms = int(time.time() * 1000)
+        for job, record in pending:
+            if (job.event_id, job.network) in delivered:
+                outputs.append(self._audit(job, "skipped", detail="already delivered (ledger)"))
+            elif job.sandbox:
+                outputs.append(self._audit(job, "sandbox", detail="sandbox (pk_test_) job: not forwarded"))
+            else:
+                integration = integrations[job.app_id].get(self._network)
+                early = self._module.pre_check(job, now_ms)
+                if integration is None or not integration.enabled:
+                    early = Permanent(f"no enabled {self._network} integration for app {job.app_id}")
+                if early is not None:
+                    attempts.append(Attempt(job, record, early))
+                else:
+                    by_app[job.app_id].append((job, record))
+
+        for app_id, app_jobs in by_app.items():
+            integration = integrations[app_id][self._network]
+            for start in range(0, len(app_jobs), self._module.BATCH_LIMIT):
+                attempts += self._deliver(integration, app_jobs[start:start + self._module.BATCH_LIMIT])
+
+        outputs += self._apply(attempts)
+        return outputs
+
+    def _already_delivered(self, session: Session, jobs: list[ForwardJob]) -> set[tuple[str, str]]:
+        if not jobs:
+            return set()
+        keys = list({(job.event_id, job.network) for job in jobs})
+        rows = session.execute(
+            select(Delivery.event_id, Delivery.network).where(tuple_(Delivery.event_id, Delivery.network).in_(keys))
+        )
+        return {(event_id, network) for event_id, network in rows}
+
+    # --- calling the network ------------------------------------------------------------------
+
+    def _deliver(self, integration: Integration, chunk: list[tuple[ForwardJob, InRecord]]) -> list[Attempt]:
+        jobs = [job for job, _ in chunk]
+        refreshed = False
+        while True:
+            retrying = Retrying(
+                stop=stop_after_attempt(IN_PROCESS_ATTEMPTS),
+                wait=wait_exponential(multiplier=0.2, max=IN_PROCESS_MAX_WAIT),
+                retry=retry_if_result(self._worth_retrying_now),
+                retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+            )
+            result: list[Attempt] = retrying(self._call_once, integration, chunk)
+            if refreshed or not any(isinstance(a.outcome, RefreshCredentials) for a in result):
+                break
+            # An expired token: mint a new one and try exactly once more.
+            self._tokens.drop(integration.app_id)
+            refreshed = True
+        return [
+            replace(a, outcome=RetryLater(a.outcome.reason, error_code=a.outcome.error_code))
+            if isinstance(a.outcome, RefreshCredentials) else a
+            for a in result
+        ] if jobs else []
+
+    @staticmethod
+    def _worth_retrying_now(result: list[Attempt]) -> bool:
+        return bool(result) and all(
+            isinstance(a.outcome, RetryLater) and (a.outcome.after_seconds or 0) <= IN_PROCESS_MAX_WAIT
+            for a in result
+        )
+
+    def _call_once(self, integration: Integration, chunk: list[tuple[ForwardJob, InRecord]]) -> list[Attempt]:
+        jobs = [job for job, _ in chunk]
+        token_or_outcome = self._access_token(integration)
+        if not isinstance(token_or_outcome, str | None):
+            return [Attempt(job, record, token_or_outcome) for job, record in chunk]
+        try:
+            request = self._module.build_request(jobs, integration, self._base_url, token_or_outcome)
+        except (KeyError, ValueError, TypeError) as exc:
+            # A misconfigured integration (missing dataset_id, ...): nothing to retry until fixed.
+            reason = f"cannot build the {self._network} request: {type(exc).__name__}: {exc}"
+            return [Attempt(job, record, Permanent(reason)) for job, record in chunk]
+        digest = request_hash(request)
+        started = time.monotonic()
+        try:
+            response = self._http.send(request)
+        except TransportError as exc:
+            latency = int((time.monotonic() - started) * 1000)
+            return [Attempt(job, record, RetryLater(str(exc)), None, latency, digest) for job, record in chunk]
+        latency = int((time.monotonic() - started) * 1000)
+        outcomes = self._classify(response, jobs)
+        return [Attempt(job, record, outcome, response.status, latency, digest)
+                for (job, record), outcome in zip(chunk, outcomes, strict=True)]
+
+    def _classify(self, response: HttpResponse, jobs: list[ForwardJob]) -> list[Outcome]:
+        try:
+            outcomes = self._module.classify(response, jobs)
+        except Exception as exc:  # a classifier bug must not become a crash loop
+            log.exception("classifier failed", extra={"network": self._network})
+            return [Permanent(f"unclassifiable {response.status} answer: {exc}")] * len(jobs)
+        if len(outcomes) != len(jobs):
+            return [Permanent(f"classifier returned {len(outcomes)} outcomes for {len(jobs)} jobs")] * len(jobs)
+        return outcomes
+
+    def _access_token(self, integration: Integration) -> str | Outcome | None:
+        token_request = getattr(self._module, "token_request", None)
+        parse_token = getattr(self._module, "parse_token", None)
+        if token_request is None or parse_token is None:
+            return None
+        cached = self._tokens.get(integration.app_id)
+        if cached:
+            return cached
+        try:
+            response = self._http.send(token_request(integration, self._token_url))
+        except TransportError as exc:
+            return RetryLater(f"token endpoint: {exc}")
+        except (KeyError, CredentialsError) as exc:
+            return Permanent(f"cannot request a token: {exc}")
+        parsed = parse_token(response)
+        if isinstance(parsed, tuple):
+            token, lifetime = parsed
+            self._tokens.put(integration.app_id, token, lifetime)
+            return str(token)
+        return parsed
+
+    # --- effects ------------------------------------------------------------------------------
+
+    def _apply(self, attempts: list[Attempt]) -> list[OutRecord]:
+        outputs: list[OutRecord] = []
+        now_ms = int(time.time() * 1000)
+        ledger: list[dict[str, object]] = []
+        for attempt in attempts:
+            job = replace(attempt.job, attempt=attempt.job.attempt + 1,
+                          first_attempt_ms=attempt.job.first_attempt_ms or now_ms)
+            outcome = attempt.outcome
+            FORWARD_OUTCOMES.labels(self._network, type(outcome).__name__).inc()
+            common = {"http_status": attempt.http_status, "latency_ms": attempt.latency_ms,
+                      "request_hash": attempt.request_hash, "attempts": job.attempt}
+            if isinstance(outcome, Delivered):
+                ledger.append({"event_id": job.event_id, "network": job.network, "app_id": job.app_id,
+                               "attempts": job.attempt, "delivered_at_ms": now_ms})
+                outputs.append(self._audit(job, "delivered", detail=outcome.detail, **common))
+            elif isinstance(outcome, Permanent):
+                outputs.append(self._dead_letter(attempt.record, job, outcome.reason))
+                outputs.append(self._audit(job, "rejected", detail=outcome.reason, error_code=outcome.error_code,
+                                           **common))
+            else:
+                reason = outcome.reason
+                after = outcome.after_seconds if isinstance(outcome, RetryLater) else None
+                delay = retry_delay(job.attempt, self._delays, after)
+                if delay is None:
+                    outputs.append(self._dead_letter(attempt.record, job, f"retries exhausted: {reason}"))
+                    outputs.append(self._audit(job, "dead_lettered", detail=reason, error_code=outcome.error_code,
+                                               **common))
+                else:
+                    outputs.append(self._retry(attempt.record, job, reason, now_ms + int(delay * 1000)))
+                    outputs.append(self._audit(job, "retrying", detail=reason, error_code=outcome.error_code,
+                                               **common))
+        if ledger:
+            with self._sessions.begin() as session:
+                insert_ignoring_duplicates(session, Delivery, ledger)
+        return outputs
+
+    def _retry(self, record: InRecord, job: ForwardJob, reason: str, due_ms: int) -> OutRecord:
+        headers = [(k, v) for k, v in record.headers if not k.startswith("retry.")]
+        headers += [
+            (DUE_HEADER, str(due_ms).encode()),
+            ("retry.attempt", str(job.attempt).encode()),
+            ("retry.first_attempt_ms", str(job.first_attempt_ms).encode()),
+            ("retry.last_error", reason[:1000].encode()),
+            ("retry.source_topic", record.topic.encode()),
+            ("retry.source_partition", str(record.partition).encode()),
+            ("retry.source_offset", str(record.offset).encode()),
+        ]
+        return OutRecord(topic=f"{forward_topic(self._network)}.retry", key=record.key, headers=headers,
+                         value=self._codec.encode("apprefer.ForwardJob", job.to_record()))
+
+    def _dead_letter(self, record: InRecord, job: ForwardJob, reason: str) -> OutRecord:
+        letter = dead_letter_of(record, reason, self._service)
+        letter.topic = dlq(forward_topic(self._network))  # one DLQ per network, whether from main or retry
+        letter.headers = [(k, v) for k, v in letter.headers if k != DUE_HEADER]
+        letter.value = self._codec.encode("apprefer.ForwardJob", job.to_record())
+        return letter
+
+    def _audit(self, job: ForwardJob, status: str, **fields: Any) -> OutRecord:
+        return audit_out(self._codec, app_id=job.app_id, event_id=job.event_id, event_name=job.event_name,
+                         network=job.network, status=status, **fields)

@@ -1,0 +1,137 @@
+"""TikTok Events API 2.0 (app events). Errors arrive as HTTP 200 with a non-zero `code`, as TikTok sends them."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Collection
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes.base import RECORDED, FakeServer
+
+TRACK_PATH = "/open_api/v1.3/event/track/"
+MAX_EVENTS = 1000
+
+
+class FakeTikTok(FakeServer):
+    """`POST /open_api/v1.3/event/track/` with the `Access-Token` header.
+
+    `tokens`: access tokens that work; `event_source_ids`: TikTok App IDs the token may send for (None: any).
+    """
+
+    name = "fake-tiktok"
+
+    def __init__(self, tokens: Collection[str] = ("tiktok-token",), event_source_ids: Collection[str] | None = None,
+                 port: int = 0) -> None:
+        super().__init__(port)
+        self.tokens = set(tokens)
+        self.event_source_ids = None if event_source_ids is None else set(event_source_ids)
+        self._events: list[dict[str, Any]] = []
+        self._test_events: list[dict[str, Any]] = []
+        self._unique: dict[tuple[str, str], dict[str, Any]] = {}
+        self._duplicates = 0
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post(TRACK_PATH, self._track)
+
+    # -- test controls -----------------------------------------------------------------------------------------
+
+    def rate_limit_next(self, n: int) -> None:
+        """The next `n` calls answer HTTP 200 with code 40100 (too many requests)."""
+        self.fail_next(n, 200, self.answer(40100, "Too many requests. Please retry in some time."))
+
+    @staticmethod
+    def answer(code: int, message: str, data: Any = None) -> dict[str, Any]:
+        """TikTok's envelope, for success and errors alike."""
+        return {"code": code, "message": message, "request_id": secrets.token_hex(12),
+                "data": {} if data is None else data}
+
+    def reset(self) -> None:
+        with self._lock:
+            super().reset()
+            self._events, self._test_events, self._unique, self._duplicates = [], [], {}, 0
+
+    # -- what was received -------------------------------------------------------------------------------------
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Every accepted event, duplicates included (test events excluded)."""
+        with self._lock:
+            return list(self._events)
+
+    @property
+    def unique_events(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Accepted events deduplicated on (event, event_id), first one kept, as TikTok does."""
+        with self._lock:
+            return dict(self._unique)
+
+    @property
+    def duplicates(self) -> int:
+        with self._lock:
+            return self._duplicates
+
+    @property
+    def test_events(self) -> list[dict[str, Any]]:
+        """Events sent with `test_event_code`: shown in TikTok's Test Events tool, never counted as real."""
+        with self._lock:
+            return list(self._test_events)
+
+    # -- handler -----------------------------------------------------------------------------------------------
+
+    async def _track(self, request: web.Request) -> web.Response:
+        with self._lock:
+            token_ok = request.headers.get("Access-Token") in self.tokens
+        if not token_ok:
+            return _reply(40105, "Access token is incorrect or has been revoked.")
+        body = request[RECORDED].body
+        problem = _body_problem(body)
+        if problem is not None:
+            return _reply(40002, problem)
+        if self.event_source_ids is not None and body["event_source_id"] not in self.event_source_ids:
+            return _reply(40001, f"No permission to operate event source id {body['event_source_id']}.")
+        events: list[dict[str, Any]] = body["data"]
+        with self._lock:
+            if body.get("test_event_code"):
+                self._test_events.extend(events)
+            else:
+                self._record(events)
+        return _reply(0, "OK")
+
+    def _record(self, events: list[dict[str, Any]]) -> None:
+        # TikTok dedupes (event, event_id) within 48 h; a test never spans that, so any repeat is a duplicate.
+        for event in events:
+            self._events.append(event)
+            key = (event["event"], str(event["event_id"]))
+            if key in self._unique:
+                self._duplicates += 1
+            else:
+                self._unique[key] = event
+
+
+def _body_problem(body: Any) -> str | None:
+    if not isinstance(body, dict):
+        return "The request body must be a JSON object."
+    if body.get("event_source") != "app":
+        return "event_source: must be 'app' for app events."
+    if not isinstance(body.get("event_source_id"), str) or not body["event_source_id"]:
+        return "event_source_id: Missing data for required field."
+    data = body.get("data")
+    if not isinstance(data, list) or not data:
+        return "data: Missing data for required field."
+    if len(data) > MAX_EVENTS:
+        return f"data: Length must be between 1 and {MAX_EVENTS}."
+    for i, event in enumerate(data):
+        if not isinstance(event, dict):
+            return f"data.{i}: must be an object."
+        for field_name in ("event", "event_id"):
+            if not isinstance(event.get(field_name), str) or not event[field_name]:
+                return f"data.{i}.{field_name}: Missing data for required field."
+        event_time = event.get("event_time")
+        if not isinstance(event_time, int) or isinstance(event_time, bool):
+            return f"data.{i}.event_time: must be an integer Unix timestamp in seconds."
+    return None
+
+
+def _reply(code: int, message: str) -> web.Response:
+    return web.json_response(FakeTikTok.answer(code, message))  # always HTTP 200: the body carries the outcome
