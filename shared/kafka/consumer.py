@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, stop_when_event_set, wait_exponential
 
 from shared.avro import AvroCodec, DecodeError
 from shared.kafka.producer import SyncProducer
@@ -86,8 +86,10 @@ class ConsumerRunner:
         # partition is paused from them on and resumed when the head is due (retry topics).
         self._due_header = due_header
         self._paused_until: dict[tuple[str, int], int] = {}
+        self._stop = threading.Event()
 
     def run(self, stop: threading.Event) -> None:
+        self._stop = stop
         self._consumer.subscribe(self._topics)
         log.info("consuming", extra={"topics": self._topics})
         try:
@@ -96,6 +98,10 @@ class ConsumerRunner:
                 messages = self._consumer.consume(self._batch_size, self._poll_timeout)
                 if messages:
                     self.process_batch(messages)
+        except TransientError:
+            if not stop.is_set():
+                raise
+            log.info("stopped while a dependency was down; the uncommitted batch will be redelivered")
         finally:
             self._consumer.close()  # leaves the group now instead of after session.timeout.ms
             self._producer.close()
@@ -211,7 +217,8 @@ class ConsumerRunner:
         for attempt in Retrying(
             retry=retry_if_exception_type(TransientError),
             wait=wait_exponential(multiplier=0.2, max=10),
-            stop=stop_after_delay(self._transient_retry_seconds),
+            # A stop request ends the waiting too: nothing was committed, the batch comes back later.
+            stop=stop_after_delay(self._transient_retry_seconds) | stop_when_event_set(self._stop),
             reraise=True,
         ):
             with attempt:

@@ -8,6 +8,7 @@ one future per batch of records rather than one per record.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -63,7 +64,9 @@ class AsyncProducer:
                 pending -= 1
                 finished = pending == 0
             if finished:
-                loop.call_soon_threadsafe(settle)
+                # The loop may be closed during shutdown; the poll thread must survive that.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(settle)
 
         for record in records:
             try:
