@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.attribution import matching
 from services.attribution.matching import Attribution, AttributionRules, PreviousInstall
 from shared.avro import AvroCodec
-from shared.db.models import App, Click, Install
+from shared.db.models import App, Click, DeviceIdentity, Install
 from shared.db.upsert import insert_ignoring_duplicates
 from shared.kafka.consumer import TransientError
 from shared.kafka.records import InRecord, OutRecord, dead_letter_of
@@ -29,6 +30,7 @@ from shared.kafka.topics import CLICKS_RAW, EVENTS_ATTRIBUTED, EVENTS_RAW
 SERVICE = "attribution"
 TOPICS = (CLICKS_RAW, EVENTS_RAW)
 INSTALL = "install"
+REVENUECAT = "revenuecat"
 MAX_CANDIDATES = 500
 APP_RULES_TTL_SECONDS = 30.0
 
@@ -106,8 +108,14 @@ class AttributionHandler:
         app_id, device = event["app_id"], event["device"]
         install = session.get(Install, (app_id, device["device_id"]))
         reinstall = False
-        if event["event_name"] == INSTALL:
+        if install is None and event["source"] == REVENUECAT:
+            install = self._resolve_device(session, event)
+            if install is not None:
+                event = {**event, "device": {**device, "device_id": install.device_id}}
+        if event["event_name"] == INSTALL and event["source"] == "sdk":
             install, reinstall = self._record_install(session, event, install)
+        if event["source"] == "sdk":
+            self._remember_identities(session, event)
         attribution = install_row_attribution(install) if install else matching.ORGANIC
         attributed_event = {
             "event": event,
@@ -116,6 +124,44 @@ class AttributionHandler:
         }
         return OutRecord(topic=EVENTS_ATTRIBUTED, key=record.key, headers=record.headers,
                          value=self._codec.encode("apprefer.AttributedEvent", attributed_event))
+
+    def _remember_identities(self, session: Session, event: dict[str, Any]) -> None:
+        """Advertising ids and the hashed external user id -> device, for events from elsewhere."""
+        device = event["device"]
+        identities = {
+            "idfa": matching.usable_ad_id(device.get("idfa")),
+            "gaid": matching.usable_ad_id(device.get("gaid")),
+            "external_id": event["user_hashes"].get("external_id"),
+        }
+        for kind, value in identities.items():
+            if value:
+                session.merge(DeviceIdentity(app_id=event["app_id"], kind=kind, value=value,
+                                             device_id=device["device_id"], seen_at_ms=event["received_at_ms"]))
+
+    def _resolve_device(self, session: Session, event: dict[str, Any]) -> Install | None:
+        """A RevenueCat event names the device indirectly: the SDK's device id or IDFV as a
+        subscriber attribute, app user ids, advertising ids, or the app user id as external id."""
+        app_id = event["app_id"]
+        hints = (orjson.loads(event["properties_json"] or "{}").get("rc_identities") or {})
+        direct = [hints.get("apprefer_device_id"), hints.get("idfv"), hints.get("app_user_id"),
+                  hints.get("original_app_user_id"), *(hints.get("aliases") or [])]
+        for device_id in direct:
+            if isinstance(device_id, str) and device_id:
+                install = session.get(Install, (app_id, device_id))
+                if install is not None:
+                    return install
+        device = event["device"]
+        indirect = [("idfa", matching.usable_ad_id(device.get("idfa"))),
+                    ("gaid", matching.usable_ad_id(device.get("gaid"))),
+                    ("external_id", event["user_hashes"].get("external_id"))]
+        for kind, value in indirect:
+            if value:
+                identity = session.get(DeviceIdentity, (app_id, kind, value))
+                if identity is not None:
+                    found = session.get(Install, (app_id, identity.device_id))
+                    if found is not None:
+                        return found
+        return None
 
     def _record_install(self, session: Session, event: dict[str, Any], previous: Install | None
                         ) -> tuple[Install, bool]:

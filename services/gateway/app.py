@@ -15,11 +15,13 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from services.gateway import revenuecat
 from services.gateway.admin import ConnectionTester, admin_routes, error_response, json_response
 from services.gateway.click_input import click_record
 from services.gateway.event_input import InputError, event_field_prefix, parse_events, raw_event_record
 from services.gateway.store import GatewayStore, KeyOwner, LinkTarget, now_ms
 from shared.avro import AvroCodec
+from shared.crypto import secrets_equal
 from shared.kafka.producer import AsyncProducer, DeliveryFailed, ProducerQueueFull
 from shared.kafka.records import OutRecord
 from shared.kafka.topics import CLICKS_RAW, EVENTS_RAW
@@ -60,6 +62,7 @@ class Gateway:
         self._max_batch = max_batch
         self._keys = TtlCache(key_cache_seconds)
         self._links = TtlCache(key_cache_seconds)
+        self._webhook_auth = TtlCache(min(key_cache_seconds, 5.0))
         self._readiness = readiness
 
     async def _authenticate(self, request: web.Request) -> KeyOwner | None:
@@ -170,6 +173,31 @@ class Gateway:
             return failure
         return json_response({"accepted": 1, "click_key": click["click_key"]}, 202)
 
+    async def revenuecat_webhook(self, request: web.Request) -> web.Response:
+        """RevenueCat retries anything but 200 (five times, hours apart): answer 200 as soon as the
+        broker has the record, 4xx only for what a retry cannot fix."""
+        app_id = request.match_info["app_id"]
+        expected: str | None = await self._webhook_auth.get(app_id, self._store.webhook_authorization)
+        given = request.headers.get("Authorization", "")
+        if expected is None or not secrets_equal(given, expected):
+            return error_response(401, "unauthorized", "wrong or missing Authorization for this app's webhook")
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return error_response(400, "invalid_json", "body is not valid JSON", "body")
+        try:
+            event = revenuecat.webhook_event(body)
+            raw = revenuecat.raw_event(event, app_id=app_id, received_at_ms=now_ms())
+        except InputError as exc:
+            return json_response(exc.as_json(), 400)
+        record = OutRecord(topic=EVENTS_RAW, key=f"{app_id}:{raw['device']['device_id']}".encode(),
+                           value=self._codec.encode("apprefer.RawEvent", raw))
+        failure = await self._produce([record])
+        if failure is not None:
+            return failure
+        EVENTS_ACCEPTED.labels("revenuecat").inc()
+        return json_response({"ok": True, "event_id": raw["event_id"]}, 200)
+
     def _click_out(self, click: dict[str, Any]) -> OutRecord:
         return OutRecord(topic=CLICKS_RAW, key=click["click_key"].encode(),
                          value=self._codec.encode("apprefer.Click", click))
@@ -223,6 +251,7 @@ def build_app(gateway: Gateway, store: GatewayStore, *, admin_token: str | None,
     app.router.add_post("/v1/events", gateway.post_events)
     app.router.add_post("/v1/clicks", gateway.post_click)
     app.router.add_get("/c/{link_id}", gateway.click_redirect)
+    app.router.add_post("/v1/webhooks/revenuecat/{app_id}", gateway.revenuecat_webhook)
     app.router.add_get("/healthz", gateway.healthz)
     app.router.add_get("/readyz", gateway.readyz)
     app.router.add_get("/metrics", gateway.metrics)

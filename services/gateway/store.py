@@ -182,6 +182,15 @@ class GatewayStore:
                                      credentials=credentials, event_map=dict(row.event_map or {}),
                                      enabled=row.enabled)
 
+    def webhook_authorization(self, app_id: str) -> str | None:
+        """The Authorization value the app configured in RevenueCat, or None when not set up."""
+        try:
+            integration = self.integration_config(app_id, "revenuecat")
+        except NotFound:
+            return None
+        value = integration.credentials.get("authorization")
+        return str(value) if integration.enabled and value else None
+
     def audit_records(self, filters: dict[str, str], limit: int) -> list[dict[str, Any]]:
         query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
         for name in ("app_id", "event_id", "network", "status"):

@@ -143,3 +143,16 @@ class AuditEntry(Base):
     latency_ms: Mapped[int | None] = mapped_column(Integer)
     request_hash: Mapped[str | None] = mapped_column(String(64))
     recorded_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class DeviceIdentity(Base):
+    """Other ids a device is known by (advertising ids, the hashed external user id), so events
+    from elsewhere (RevenueCat webhooks) find the device and inherit its attribution."""
+
+    __tablename__ = "device_identities"
+
+    app_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)  # idfa | gaid | external_id
+    value: Mapped[str] = mapped_column(String(100), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(100))
+    seen_at_ms: Mapped[int] = mapped_column(BigInteger)

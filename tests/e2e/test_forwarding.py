@@ -8,74 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from shared.kafka.topics import create_topics
-from tests.fakes import FakeGoogleAds, FakeMeta, FakeTikTok
-from tests.support.pipeline import AdminApi, ServiceProcess, http_call, read_topic, service_env, start_gateway
-from tests.support.pipeline import wait_until as wait
+from tests.e2e.conftest import CONVERSION_ACTION, Pipeline
+from tests.support.pipeline import read_topic
 
 pytestmark = pytest.mark.slow
-
-CONVERSION_ACTION = "customers/1234567890/conversionActions/99"
-SERVICES = (["run", "attribution"], ["run", "fanout"], ["run", "audit"], ["run", "forwarder", "--network", "meta"],
-            ["run", "forwarder", "--network", "google_ads"], ["run", "forwarder", "--network", "tiktok"])
-
-
-class Pipeline:
-    def __init__(self, base: str, admin: AdminApi, bootstrap: str, meta: FakeMeta, google: FakeGoogleAds,
-                 tiktok: FakeTikTok) -> None:
-        self.base, self.admin, self.bootstrap = base, admin, bootstrap
-        self.meta, self.google, self.tiktok = meta, google, tiktok
-
-    def configured_app(self, meta_token: str = "meta-token") -> dict[str, Any]:
-        app = self.admin.new_app()
-        integrations = {
-            "meta": {"settings": {"dataset_id": "ds-1", "bundle_id": "com.example"},
-                     "credentials": {"access_token": meta_token}},
-            "google_ads": {"settings": {"customer_id": "123-456-7890",
-                                        "conversion_actions": {"purchase": CONVERSION_ACTION}},
-                           "credentials": {"developer_token": "google-developer-token",
-                                           "client_id": "google-client-id", "client_secret": "google-client-secret",
-                                           "refresh_token": "google-refresh-token"}},
-            "tiktok": {"settings": {"tiktok_app_id": "tt-app-1"}, "credentials": {"access_token": "tiktok-token"}},
-        }
-        for network, body in integrations.items():
-            self.admin.call("PUT", f"/apps/{app['app_id']}/integrations/{network}", body)
-        return app
-
-    def send(self, key: str, event: dict[str, Any]) -> None:
-        status, _, answer = http_call("POST", f"{self.base}/v1/events", event, {"Authorization": f"Bearer {key}"})
-        assert status == 202, answer
-
-    def audit(self, event_id: str) -> list[dict[str, Any]]:
-        return list(self.admin.call("GET", f"/audit?event_id={event_id}")["records"])
-
-    def audited(self, event_id: str, network: str, status: str, timeout: float = 60) -> None:
-        wait(lambda: any(r["network"] == network and r["status"] == status for r in self.audit(event_id)),
-             timeout=timeout, what=f"{event_id} audited {status} for {network}")
-
-
-@pytest.fixture
-def pipeline(fresh_bootstrap: str, migrated_pg_url: str, tmp_path: Path) -> Iterator[Pipeline]:
-    create_topics(fresh_bootstrap, partitions=3, replication=1)
-    with FakeMeta() as meta, FakeGoogleAds() as google, FakeTikTok() as tiktok:
-        env = service_env(fresh_bootstrap, migrated_pg_url, APPREFER_RETRY_DELAYS="1,2",
-                          APPREFER_META_BASE_URL=meta.base_url, APPREFER_GOOGLE_ADS_BASE_URL=google.base_url,
-                          APPREFER_GOOGLE_OAUTH_TOKEN_URL=google.token_url, APPREFER_TIKTOK_BASE_URL=tiktok.base_url)
-        gateway, base = start_gateway(env, tmp_path)
-        consumers = [ServiceProcess(args, env, tmp_path).start() for args in SERVICES]
-        try:
-            yield Pipeline(base, AdminApi(base), fresh_bootstrap, meta, google, tiktok)
-        finally:
-            for process in consumers:
-                process.terminate()
-            gateway.terminate()
-
 
 def install(device: str, referrer: dict[str, str]) -> dict[str, Any]:
     return {"event_id": f"install-{device}", "event_name": "install", "event_time": int(time.time()) - 60,
