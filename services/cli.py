@@ -8,7 +8,7 @@ import sys
 from shared.logging import configure_logging
 from shared.settings import Settings
 
-RUNNABLE = ("gateway", "attribution", "fanout", "forwarder", "audit")
+RUNNABLE = ("gateway", "attribution", "skan", "fanout", "forwarder", "audit")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -17,7 +17,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("dev", help="run the whole system on this machine until Ctrl-C")
     run = commands.add_parser("run", help="run one service")
     run.add_argument("service", choices=RUNNABLE)
-    run.add_argument("--network", help="for `forwarder`: meta, google_ads or tiktok")
+    run.add_argument("--network", help="for `forwarder`: meta, google_ads, tiktok or skan_postback")
     topics = commands.add_parser("topics", help="Kafka topics")
     topics.add_argument("action", choices=("create", "list"))
     db = commands.add_parser("db", help="database schema")
@@ -66,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         from services.attribution.main import run as run_attribution
 
         run_attribution(settings)
+    elif args.service == "skan":
+        from services.skan.main import run as run_skan
+
+        run_skan(settings)
     elif args.service == "fanout":
         from services.fanout.main import run as run_fanout
 

@@ -22,8 +22,9 @@ from shared.kafka.topics import create_topics
 from shared.settings import Settings
 
 SERVICES: tuple[tuple[str, ...], ...] = (
-    ("gateway",), ("attribution",), ("fanout",), ("audit",),
+    ("gateway",), ("attribution",), ("skan",), ("fanout",), ("audit",),
     ("forwarder", "--network", "meta"), ("forwarder", "--network", "google_ads"), ("forwarder", "--network", "tiktok"),
+    ("forwarder", "--network", "skan_postback"),
 )
 RESTART_BACKOFF_SECONDS = 2.0
 

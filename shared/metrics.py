@@ -29,3 +29,6 @@ def serve_metrics(port: int) -> None:
 FORWARD_OUTCOMES = Counter(
     "apprefer_forward_outcomes_total", "Forwarding outcomes per network", ["network", "outcome"]
 )
+SKAN_POSTBACKS = Counter(
+    "apprefer_skan_postbacks_total", "SKAN postbacks by sender and outcome", ["ad_network_id", "outcome"]
+)

@@ -12,15 +12,17 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.fanout.mapping import FORWARDED_NETWORKS, route
+from services.fanout.skan_routing import NETWORK as SKAN_NETWORK
+from services.fanout.skan_routing import skan_jobs
 from shared.avro import AvroCodec
 from shared.forwarding.audit import audit_out
 from shared.forwarding.integrations import IntegrationCache
 from shared.kafka.consumer import TransientError
 from shared.kafka.records import InRecord, OutRecord, dead_letter_of
-from shared.kafka.topics import EVENTS_ATTRIBUTED, forward_topic
+from shared.kafka.topics import EVENTS_ATTRIBUTED, SKAN_DECODED, forward_topic
 
 SERVICE = "fanout"
-TOPICS = (EVENTS_ATTRIBUTED,)
+TOPICS = (EVENTS_ATTRIBUTED, SKAN_DECODED)
 
 
 def forward_job(event: dict[str, Any], attribution: dict[str, Any], network: str, network_event_name: str
@@ -51,6 +53,8 @@ class FanoutHandler:
             raise TransientError(str(exc)) from exc
 
     def _fan_out(self, session: Session, record: InRecord) -> list[OutRecord]:
+        if record.schema == "apprefer.SkanDecoded":
+            return self._fan_out_skan(session, record)
         if record.schema != "apprefer.AttributedEvent":
             return [dead_letter_of(record, f"unexpected schema {record.schema}", SERVICE)]
         event, attribution = record.value["event"], record.value["attribution"]
@@ -76,3 +80,11 @@ class FanoutHandler:
                 outputs.append(OutRecord(topic=forward_topic(network), key=record.key,
                                          value=self._codec.encode("apprefer.ForwardJob", job)))
         return outputs
+
+    def _fan_out_skan(self, session: Session, record: InRecord) -> list[OutRecord]:
+        integration = self._integrations.for_app(session, record.value["app_id"]).get(SKAN_NETWORK)
+        if integration is None or not integration.enabled:
+            return []
+        return [OutRecord(topic=forward_topic(SKAN_NETWORK), key=record.key,
+                          value=self._codec.encode("apprefer.ForwardJob", job))
+                for job in skan_jobs(record.value, integration.settings)]

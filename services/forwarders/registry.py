@@ -7,7 +7,7 @@ from typing import cast
 
 from shared.forwarding.network import NetworkModule
 
-NETWORK_MODULES = ("meta", "google_ads", "tiktok")
+NETWORK_MODULES = ("meta", "google_ads", "tiktok", "skan_postback")
 
 
 def network_module(network: str) -> NetworkModule:

@@ -11,6 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.gateway.store import NETWORKS, GatewayStore, NotFound
+from services.skan.decode import SchemaError
 from shared.crypto import secrets_equal
 from shared.forwarding.model import ConnectionCheck, Integration
 
@@ -164,6 +165,25 @@ def admin_routes(store: GatewayStore, admin_token: str | None, public_base_url: 
             return error_response(503, "unavailable", "connection tests are not configured")
         check = await connection_tester(integration)
         return json_response({"ok": check.ok, "detail": check.detail})
+
+    @routes.put("/admin/v1/apps/{app_id}/skan/schema")
+    @guarded
+    async def put_skan_schema(request: web.Request) -> web.StreamResponse:
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return error_response(400, "invalid_json", "body is not JSON", "body")
+        if not isinstance(body, dict):
+            return error_response(400, "invalid_request", "must be a JSON object", "body")
+        try:
+            return json_response(await call(store.put_skan_schema, request.match_info["app_id"], body))
+        except SchemaError as exc:
+            return error_response(400, "invalid_schema", str(exc), getattr(exc, "field", None))
+
+    @routes.get("/admin/v1/skan/postbacks/{transaction_id}")
+    @guarded
+    async def skan_postback(request: web.Request) -> web.StreamResponse:
+        return json_response(await call(store.skan_postbacks, request.match_info["transaction_id"]))
 
     @routes.get("/admin/v1/audit")
     @guarded

@@ -20,11 +20,12 @@ from services.gateway.admin import ConnectionTester, admin_routes, error_respons
 from services.gateway.click_input import click_record
 from services.gateway.event_input import InputError, event_field_prefix, parse_events, raw_event_record
 from services.gateway.store import GatewayStore, KeyOwner, LinkTarget, now_ms
+from services.skan.postback_input import PostbackInputError, parse_postback, transaction_key
 from shared.avro import AvroCodec
 from shared.crypto import secrets_equal
 from shared.kafka.producer import AsyncProducer, DeliveryFailed, ProducerQueueFull
 from shared.kafka.records import OutRecord
-from shared.kafka.topics import CLICKS_RAW, EVENTS_RAW
+from shared.kafka.topics import CLICKS_RAW, EVENTS_RAW, SKAN_RAW
 from shared.metrics import EVENTS_ACCEPTED, HTTP_REQUESTS
 
 log = logging.getLogger(__name__)
@@ -198,6 +199,28 @@ class Gateway:
         EVENTS_ACCEPTED.labels("revenuecat").inc()
         return json_response({"ok": True, "event_id": raw["event_id"]}, 200)
 
+    async def skan_postback(self, request: web.Request) -> web.Response:
+        """Ad networks (enriched, or Apple's body re-sent by redirect) and iOS's own copy. 200 for
+        every well-formed postback, duplicates included: the device retries for days otherwise."""
+        source = "apple" if request.path.startswith("/.well-known/") else "network"
+        body = await request.read()
+        try:
+            postback = parse_postback(body, request.query)
+        except PostbackInputError as exc:
+            return error_response(400, "invalid_postback", exc.message, exc.field)
+        transaction_id, sequence_index = transaction_key(postback)
+        record = {
+            "transaction_id": transaction_id, "sequence_index": sequence_index, "source": source,
+            "postback_json": orjson.dumps(postback).decode(), "raw_body": body.decode("utf-8", "replace"),
+            "received_at_ms": now_ms(),
+        }
+        failure = await self._produce([OutRecord(topic=SKAN_RAW, key=transaction_id.encode(),
+                                                 value=self._codec.encode("apprefer.SkanPostback", record))])
+        if failure is not None:
+            return failure
+        EVENTS_ACCEPTED.labels("skan").inc()
+        return json_response({"ok": True}, 200)
+
     def _click_out(self, click: dict[str, Any]) -> OutRecord:
         return OutRecord(topic=CLICKS_RAW, key=click["click_key"].encode(),
                          value=self._codec.encode("apprefer.Click", click))
@@ -252,6 +275,9 @@ def build_app(gateway: Gateway, store: GatewayStore, *, admin_token: str | None,
     app.router.add_post("/v1/clicks", gateway.post_click)
     app.router.add_get("/c/{link_id}", gateway.click_redirect)
     app.router.add_post("/v1/webhooks/revenuecat/{app_id}", gateway.revenuecat_webhook)
+    app.router.add_post("/v1/skan/postbacks", gateway.skan_postback)
+    app.router.add_post("/.well-known/skadnetwork/report-attribution/", gateway.skan_postback)
+    app.router.add_post("/.well-known/skadnetwork/report-attribution", gateway.skan_postback)
     app.router.add_get("/healthz", gateway.healthz)
     app.router.add_get("/readyz", gateway.readyz)
     app.router.add_get("/metrics", gateway.metrics)

@@ -9,8 +9,19 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.skan import decode
+from services.skan.postback_input import enrichment
 from shared.crypto import decrypt_credentials, encrypt_credentials, hash_api_key, new_api_key, new_id
-from shared.db.models import ApiKey, App, AuditEntry, Install, Integration, TrackingLink
+from shared.db.models import (
+    ApiKey,
+    App,
+    AuditEntry,
+    Install,
+    Integration,
+    SkanConversionSchema,
+    SkanPostback,
+    TrackingLink,
+)
 from shared.forwarding.model import Integration as IntegrationConfig
 
 NETWORKS = ("meta", "google_ads", "tiktok", "skan_postback", "revenuecat")
@@ -181,6 +192,39 @@ class GatewayStore:
             return IntegrationConfig(app_id=app_id, network=network, settings=dict(row.settings or {}),
                                      credentials=credentials, event_map=dict(row.event_map or {}),
                                      enabled=row.enabled)
+
+    def put_skan_schema(self, app_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        schema = decode.parse_schema(body)  # SchemaError (a ValueError naming the field) -> 400
+        with self._sessions.begin() as session:
+            self._require_app(session, app_id)
+            row = session.get(SkanConversionSchema, (app_id, schema.schema_id))
+            if row is None:
+                row = SkanConversionSchema(app_id=app_id, schema_id=schema.schema_id)
+                session.add(row)
+            row.valid_from_ms = int(schema.valid_from.timestamp() * 1000)
+            row.body = body
+            row.updated_at_ms = now_ms()
+        return {"app_id": app_id, "schema_id": schema.schema_id, "mode": schema.mode,
+                "signature_policy": schema.signature_policy, "valid_from": schema.valid_from.isoformat()}
+
+    def skan_postbacks(self, transaction_id: str) -> dict[str, Any]:
+        with self._sessions() as session:
+            rows = list(session.scalars(
+                select(SkanPostback).where(SkanPostback.transaction_id == transaction_id)
+                .order_by(SkanPostback.sequence_index)
+            ))
+        if not rows:
+            raise NotFound(f"no postback with transaction-id {transaction_id}")
+        shown = [{
+            "transaction_id": r.transaction_id, "postback_sequence_index": r.sequence_index, "app_id": r.app_id,
+            "ad_network_id": r.ad_network_id, "version": r.version, "signature": r.signature, "reason": r.reason,
+            "did_win": r.did_win, "counted_as_install": r.counted_as_install, "conversion_value": r.conversion_value,
+            "coarse_conversion_value": r.coarse_conversion_value, "value_source": r.value_source,
+            "sources": r.sources.split(","), "duplicates": r.duplicates, "postback": r.postback,
+            "enrichment": enrichment(r.postback), "raw_body": r.raw_body, "schema_id": r.schema_id,
+            "records": r.records, "received_at_ms": r.received_at_ms,
+        } for r in rows]
+        return {**shown[0], "postbacks": shown}
 
     def webhook_authorization(self, app_id: str) -> str | None:
         """The Authorization value the app configured in RevenueCat, or None when not set up."""

@@ -230,9 +230,10 @@ def _timestamp(value: object, path: str) -> datetime:
 
 
 def _range(row: Mapping[str, Any], low: str, high: str, path: str) -> tuple[float | None, float | None]:
-    if (row.get(low) is None) != (row.get(high) is None):
-        missing = high if row.get(high) is None else low
-        raise SchemaError(f"{path}.{missing}", f"required when {low if missing == high else high} is set")
+    if row.get(low) is None and row.get(high) is not None:
+        raise SchemaError(f"{path}.{low}", f"required with {high}")
+    if row.get(high) is None and row.get(low) is not None:
+        raise SchemaError(f"{path}.{high}", f"required with {low}")
     if row.get(low) is None:
         return None, None
     lo, hi = _number(row[low], f"{path}.{low}"), _number(row[high], f"{path}.{high}")
@@ -274,7 +275,8 @@ def _rows(raw: object, path: str) -> tuple[TableRow, ...]:
 
 
 def _index_key(key: object, path: str, maximum: int) -> int:
-    if not isinstance(key, str) or not key.isascii() or not key.isdecimal() or not 0 <= int(key) <= maximum:
+    # Canonical decimals only: "07" next to "7" would silently overwrite one of them.
+    if not isinstance(key, str) or key not in {str(i) for i in range(maximum + 1)}:
         raise SchemaError(f"{path}.{key}", f"key must be an integer from 0 to {maximum}")
     return int(key)
 

@@ -156,3 +156,40 @@ class DeviceIdentity(Base):
     value: Mapped[str] = mapped_column(String(100), primary_key=True)
     device_id: Mapped[str] = mapped_column(String(100))
     seen_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class SkanConversionSchema(Base):
+    __tablename__ = "skan_conversion_schemas"
+
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.app_id", ondelete="CASCADE"), primary_key=True)
+    schema_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    valid_from_ms: Mapped[int] = mapped_column(BigInteger)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class SkanPostback(Base):
+    """One row per (transaction-id, postback-sequence-index): repeats only bump `duplicates`."""
+
+    __tablename__ = "skan_postbacks"
+
+    transaction_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    sequence_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    apple_app_id: Mapped[str | None] = mapped_column(String(20))
+    ad_network_id: Mapped[str | None] = mapped_column(String(200))
+    version: Mapped[str | None] = mapped_column(String(10))
+    signature: Mapped[str] = mapped_column(String(10))  # valid | invalid | skipped
+    reason: Mapped[str | None] = mapped_column(Text)
+    did_win: Mapped[bool] = mapped_column(Boolean)
+    counted_as_install: Mapped[bool] = mapped_column(Boolean)
+    conversion_value: Mapped[int | None] = mapped_column(Integer)
+    coarse_conversion_value: Mapped[str | None] = mapped_column(String(10))
+    value_source: Mapped[str] = mapped_column(String(10))  # network | apple
+    sources: Mapped[str] = mapped_column(String(20))  # which copies arrived: network, apple, or both
+    postback: Mapped[dict[str, Any]] = mapped_column(JSON)
+    raw_body: Mapped[str] = mapped_column(Text)
+    schema_id: Mapped[str | None] = mapped_column(String(100))
+    records: Mapped[list[Any]] = mapped_column(JSON)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    received_at_ms: Mapped[int] = mapped_column(BigInteger)

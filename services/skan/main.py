@@ -1,0 +1,18 @@
+"""`apprefer run skan`."""
+
+from __future__ import annotations
+
+from services.skan.consumer import SERVICE, TOPICS, SkanHandler
+from shared.avro import codec
+from shared.db.session import make_engine, make_sessionmaker
+from shared.service import run_consumer
+from shared.settings import Settings
+
+
+def run(settings: Settings) -> None:
+    engine = make_engine(settings.effective_database_url)
+    try:
+        run_consumer(settings, service=SERVICE, group_id="apprefer-skan", topics=TOPICS,
+                     handler=SkanHandler(make_sessionmaker(engine), codec()))
+    finally:
+        engine.dispose()
