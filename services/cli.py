@@ -22,6 +22,9 @@ def _parser() -> argparse.ArgumentParser:
     topics.add_argument("action", choices=("create", "list"))
     db = commands.add_parser("db", help="database schema")
     db.add_argument("action", choices=("upgrade",))
+    from services.dlq.cli import add_arguments as add_dlq_arguments
+
+    add_dlq_arguments(commands.add_parser("dlq", help="list, show and replay dead letters"))
     skan = commands.add_parser("skan", help="SKAdNetwork tools")
     skan_commands = skan.add_subparsers(dest="skan_command", required=True)
     verify = skan_commands.add_parser("verify", help="verify a postback's Apple signature")
@@ -36,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         from services.skan.verify_cli import run_verify
 
         return run_verify(args.file)
+    if args.command == "dlq":
+        from services.dlq.cli import run as run_dlq
+
+        return run_dlq(settings, args)
     if args.command == "dev":
         configure_logging("dev", settings.log_level)
         from services.dev import run_dev

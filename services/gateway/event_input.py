@@ -25,6 +25,9 @@ from services.gateway.user_data import UserDataError, hash_user_data
 # Far-future and ancient timestamps are client bugs; the networks reject them anyway.
 MAX_FUTURE_MS = 24 * 3600 * 1000
 MIN_EVENT_TIME_MS = 1_262_304_000_000  # 2010-01-01
+# Deeper request JSON is refused: orjson parses 1024 levels but serialises only 254, and nothing we accept
+# needs more than a few.
+MAX_JSON_DEPTH = 64
 
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
@@ -125,7 +128,10 @@ def parse_event_time(value: str | int | float, now_ms: int) -> int:
                 raise ValueError(TIME_FORMAT_ERROR) from None
             if parsed.tzinfo is None:
                 raise ValueError("RFC 3339 time needs an offset (Z or +hh:mm)") from None
-            millis = int(parsed.astimezone(UTC).timestamp() * 1000)
+            try:
+                millis = int(parsed.astimezone(UTC).timestamp() * 1000)
+            except OverflowError:  # year 1 with a positive offset, year 9999 with a negative one
+                raise ValueError("is out of range") from None
         else:
             return parse_event_time(number, now_ms)
     else:
@@ -137,6 +143,17 @@ def parse_event_time(value: str | int | float, now_ms: int) -> int:
     if millis > now_ms + MAX_FUTURE_MS:
         raise ValueError("is more than a day in the future")
     return millis
+
+
+def check_json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> None:
+    """Raises InputError("body", ...) when arrays/objects nest deeper than `limit`. Iterative: no recursion."""
+    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        item, level = stack.pop()
+        if level > limit:
+            raise InputError("body", f"JSON nested deeper than {limit} levels")
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
 
 
 def parse_events(body: Any, max_batch: int) -> tuple[list[EventIn], str]:

@@ -112,6 +112,9 @@ class TableRow:
 
 @dataclass(frozen=True)
 class ConversionSchema:
+    """A validated schema. Its mappings are plain dicts (dataclasses.asdict and deepcopy work), typed as
+    read-only Mappings: treat them as immutable."""
+
     schema_id: str
     valid_from: datetime  # aware, UTC
     mode: Mode
@@ -285,7 +288,7 @@ def _fine(raw: object) -> Mapping[int, tuple[TableRow, ...]]:
     if not isinstance(raw, Mapping):
         raise SchemaError("fine", "must be an object of conversion value -> rows")
     table = {_index_key(key, "fine", MAX_FINE_VALUE): _rows(rows, f"fine.{key}") for key, rows in raw.items()}
-    return MappingProxyType(dict(sorted(table.items())))
+    return dict(sorted(table.items()))
 
 
 def _coarse(raw: object) -> Mapping[int, Mapping[str, tuple[TableRow, ...]]]:
@@ -299,10 +302,10 @@ def _coarse(raw: object) -> Mapping[int, Mapping[str, tuple[TableRow, ...]]]:
         for level in levels:
             if level not in COARSE_VALUES:
                 raise SchemaError(f"coarse.{key}.{level}", "must be low, medium or high")
-        windows[window] = MappingProxyType(
-            {level: _rows(levels[level], f"coarse.{key}.{level}") for level in COARSE_VALUES if level in levels}
-        )
-    return MappingProxyType(dict(sorted(windows.items())))
+        windows[window] = {
+            level: _rows(levels[level], f"coarse.{key}.{level}") for level in COARSE_VALUES if level in levels
+        }
+    return dict(sorted(windows.items()))
 
 
 def parse_schema(data: Mapping[str, Any] | str | bytes) -> ConversionSchema:
@@ -327,18 +330,18 @@ def parse_schema(data: Mapping[str, Any] | str | bytes) -> ConversionSchema:
     unknown = sorted(set(data) - _COMMON_KEYS - _MODE_KEYS[mode])
     if unknown:
         raise SchemaError(unknown[0], f"not a field of a {mode} schema")
-    policy = data.get("signature_policy", "enforce")
+    policy = data.get("signature_policy") or "enforce"  # null = absent
     if policy not in SIGNATURE_POLICIES:
         raise SchemaError("signature_policy", f"must be one of {', '.join(SIGNATURE_POLICIES)}")
 
     schema_id = _text(data.get("schema_id"), "schema_id")
     valid_from = _timestamp(data.get("valid_from"), "valid_from")
-    currency = _currency(data.get("currency", "USD"), "currency")
-    coarse = _coarse(data["coarse"]) if data.get("coarse") is not None else MappingProxyType({})
+    currency = _currency(data.get("currency") or "USD", "currency")
+    coarse = _coarse(data["coarse"]) if data.get("coarse") is not None else {}
     event_name: str | None = None
     events: tuple[str, ...] = ()
     unit = 1.0
-    fine: Mapping[int, tuple[TableRow, ...]] = MappingProxyType({})
+    fine: Mapping[int, tuple[TableRow, ...]] = {}
 
     if mode in ("revenue", "engagement"):
         event_name = _text(data.get("event_name"), "event_name")
@@ -433,6 +436,8 @@ def estimated_install_time(
     Chicken and egg: the schema is chosen with this estimate, so the first call has no table hours; a caller
     may refine the estimate with the decoded rows' hours afterwards (SKAN 1-3 only).
     """
+    if received_at.tzinfo is None:
+        raise ValueError("received_at must be timezone-aware")
     arrival = _arrival(postback, received_at)
     version = _version(postback)
     if version is not None and version >= (4,):

@@ -193,3 +193,16 @@ class SkanPostback(Base):
     records: Mapped[list[Any]] = mapped_column(JSON)
     duplicates: Mapped[int] = mapped_column(Integer, default=0)
     received_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class DlqReplay(Base):
+    """Dead letters already replayed: a second `apprefer dlq replay` does not publish them again."""
+
+    __tablename__ = "dlq_replays"
+
+    topic: Mapped[str] = mapped_column(String(200), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    replayed_to: Mapped[str] = mapped_column(String(200))
+    event_id: Mapped[str | None] = mapped_column(String(100))
+    replayed_at_ms: Mapped[int] = mapped_column(BigInteger)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,7 @@ import pytest
 
 from shared.kafka.topics import create_topics
 from tests.fakes import FakeGoogleAds, FakeMeta, FakeTikTok
-from tests.support.pipeline import AdminApi, ServiceProcess, http_call, service_env, start_gateway
+from tests.support.pipeline import REPO, AdminApi, ServiceProcess, http_call, service_env, start_gateway
 from tests.support.pipeline import wait_until as wait
 
 CONVERSION_ACTION = "customers/1234567890/conversionActions/99"
@@ -20,9 +22,15 @@ SERVICES = (["run", "attribution"], ["run", "fanout"], ["run", "audit"], ["run",
 
 class Pipeline:
     def __init__(self, base: str, admin: AdminApi, bootstrap: str, meta: FakeMeta, google: FakeGoogleAds,
-                 tiktok: FakeTikTok) -> None:
+                 tiktok: FakeTikTok, env: dict[str, str], log_dir: Path) -> None:
         self.base, self.admin, self.bootstrap = base, admin, bootstrap
         self.meta, self.google, self.tiktok = meta, google, tiktok
+        self.env, self.log_dir = env, log_dir
+
+    def apprefer(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """An `apprefer` command with the pipeline's environment, as an SRE would run it."""
+        return subprocess.run([sys.executable, "-m", "services.cli", *args], env=self.env, cwd=REPO,
+                              capture_output=True, text=True, timeout=120)
 
     def configured_app(self, meta_token: str = "meta-token") -> dict[str, Any]:
         app = self.admin.new_app()
@@ -56,13 +64,13 @@ class Pipeline:
 def pipeline(fresh_bootstrap: str, migrated_pg_url: str, tmp_path: Path) -> Iterator[Pipeline]:
     create_topics(fresh_bootstrap, partitions=3, replication=1)
     with FakeMeta() as meta, FakeGoogleAds() as google, FakeTikTok() as tiktok:
-        env = service_env(fresh_bootstrap, migrated_pg_url, APPREFER_RETRY_DELAYS="1,2",
+        env = service_env(fresh_bootstrap, migrated_pg_url, APPREFER_RETRY_DELAYS="1,2,4,8",
                           APPREFER_META_BASE_URL=meta.base_url, APPREFER_GOOGLE_ADS_BASE_URL=google.base_url,
                           APPREFER_GOOGLE_OAUTH_TOKEN_URL=google.token_url, APPREFER_TIKTOK_BASE_URL=tiktok.base_url)
         gateway, base = start_gateway(env, tmp_path)
         consumers = [ServiceProcess(args, env, tmp_path).start() for args in SERVICES]
         try:
-            yield Pipeline(base, AdminApi(base), fresh_bootstrap, meta, google, tiktok)
+            yield Pipeline(base, AdminApi(base), fresh_bootstrap, meta, google, tiktok, env, tmp_path)
         finally:
             for process in consumers:
                 process.terminate()

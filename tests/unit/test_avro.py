@@ -46,6 +46,11 @@ SAMPLES: dict[str, dict[str, Any]] = {
                              "event_name": "purchase", "network": "meta", "status": "delivered", "attempts": 1,
                              "http_status": 200, "error_code": None, "detail": None, "latency_ms": 42,
                              "request_hash": "b" * 64, "recorded_at_ms": 1_700_000_002_000},
+    "apprefer.SkanPostback": {"transaction_id": "6aafb7a5-0170", "sequence_index": 1, "source": "apple",
+                              "postback_json": '{"version":"4.0"}', "raw_body": '{"version": "4.0"}',
+                              "received_at_ms": 1_700_000_003_000},
+    "apprefer.SkanDecoded": {"app_id": "app_1a2b", "transaction_id": "6aafb7a5-0170", "sequence_index": 0,
+                             "postback_json": "{}", "records_json": "[]", "received_at_ms": 1_700_000_003_000},
 }
 MINIMAL: dict[str, dict[str, Any]] = {
     "apprefer.Device": {"device_id": "d"},
@@ -60,6 +65,10 @@ MINIMAL: dict[str, dict[str, Any]] = {
                             "device": {"device_id": "d"}},
     "apprefer.AuditRecord": {"audit_id": "x", "app_id": "a", "event_id": "e", "network": "meta",
                              "status": "skipped", "recorded_at_ms": 0},
+    "apprefer.SkanPostback": {"transaction_id": "t", "source": "network", "postback_json": "{}", "raw_body": "",
+                              "received_at_ms": 0},
+    "apprefer.SkanDecoded": {"app_id": "a", "transaction_id": "t", "sequence_index": 0, "postback_json": "{}",
+                             "records_json": "[]", "received_at_ms": 0},
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,7 +36,12 @@ REVENUE: dict[str, Any] = {
 }
 SIX_EVENTS = ["af_level_complete", "af_login", "af_skad_revenue", "af_register", "af_subscription", "af_custom_event"]
 CONVERSION: dict[str, Any] = {"schema_id": "c1", "valid_from": FROM, "mode": "conversion", "events": SIX_EVENTS}
-ENGAGEMENT: dict[str, Any] = {"schema_id": "e1", "valid_from": FROM, "mode": "engagement", "event_name": "af_skad_revenue"}
+ENGAGEMENT: dict[str, Any] = {
+    "schema_id": "e1",
+    "valid_from": FROM,
+    "mode": "engagement",
+    "event_name": "af_skad_revenue",
+}
 
 
 def row(event: str, **extra: Any) -> dict[str, Any]:
@@ -141,18 +147,23 @@ def test_issue_schema_examples_parse() -> None:
 
 
 def test_schema_from_json_text_and_defaults() -> None:
-    schema = parse_schema(b'{"schema_id": "x", "valid_from": "2021-06-01T02:00:00+02:00", "mode": "engagement",'
-                          b' "event_name": "e"}')
+    schema = parse_schema(
+        b'{"schema_id": "x", "valid_from": "2021-06-01T02:00:00+02:00", "mode": "engagement", "event_name": "e"}'
+    )
     assert schema.signature_policy == "enforce"
     assert schema.currency == "USD"
     assert schema.valid_from == datetime(2021, 6, 1, 0, 0, tzinfo=UTC)
     assert schema.valid_from.tzinfo is UTC
+    nulls = parse_schema({**REVENUE, "signature_policy": None, "currency": None, "unit": None, "coarse": None})
+    assert (nulls.signature_policy, nulls.currency, nulls.unit, nulls.coarse) == ("enforce", "USD", 1.0, {})
 
 
 @pytest.mark.parametrize("source", [REVENUE, CONVERSION, ENGAGEMENT, TABLE])
 def test_schema_round_trips_through_as_dict(source: dict[str, Any]) -> None:
     schema = parse_schema(source)
     assert parse_schema(schema.as_dict()) == schema
+    assert copy.deepcopy(schema) == schema
+    assert dataclasses.asdict(schema)["schema_id"] == source["schema_id"]
 
 
 @pytest.mark.parametrize(
@@ -274,6 +285,11 @@ def test_install_time_skan4_uses_the_window_typical_delay(window: int, hours: in
     assert estimated_install_time(postback, RECEIVED, hours_post_install=(0, 1)) == RECEIVED - timedelta(hours=hours)
 
 
+def test_install_time_needs_an_aware_receipt_time() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        estimated_install_time(skan3(1), RECEIVED.replace(tzinfo=None))
+
+
 def test_install_time_prefers_the_network_timestamp() -> None:
     sent = RECEIVED - timedelta(hours=5)
     for stamp in (str(int(sent.timestamp())), int(sent.timestamp()) * 1000, str(int(sent.timestamp() * 1000))):
@@ -281,7 +297,9 @@ def test_install_time_prefers_the_network_timestamp() -> None:
         assert estimated_install_time(postback, RECEIVED) == sent - timedelta(hours=60)
 
 
-@pytest.mark.parametrize("stamp", ["", "abc", "1596", str(int((RECEIVED + timedelta(days=2)).timestamp())), "0000000001"])
+@pytest.mark.parametrize(
+    "stamp", ["", "abc", "1596", str(int((RECEIVED + timedelta(days=2)).timestamp())), "0000000001"]
+)
 def test_install_time_ignores_an_unusable_timestamp(stamp: str) -> None:
     assert estimated_install_time(skan3(1, timestamp=stamp), RECEIVED) == RECEIVED - timedelta(hours=60)
 
@@ -328,8 +346,13 @@ def test_conversion_63_is_all_six_events_once() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(1, ["af_level_complete"]), (2, ["af_login"]), (5, ["af_level_complete", "af_skad_revenue"]),
-     (32, ["af_custom_event"]), (0, [])],
+    [
+        (1, ["af_level_complete"]),
+        (2, ["af_login"]),
+        (5, ["af_level_complete", "af_skad_revenue"]),
+        (32, ["af_custom_event"]),
+        (0, []),
+    ],
 )
 def test_conversion_bits_least_significant_first(value: int, expected: list[str]) -> None:
     assert names(decode(skan3(value), parse_schema(CONVERSION))) == expected
@@ -456,13 +479,24 @@ def test_redownload_is_the_install_record(flag: object) -> None:
 def test_install_record_fields() -> None:
     [install, _] = decode(skan3(7), parse_schema(REVENUE))
     assert (install.event_name, install.count, install.min_count, install.revenue, install.currency) == (
-        None, 1, None, None, None,
+        None,
+        1,
+        None,
+        None,
+        None,
     )
     assert (install.schema_id, install.conversion_value, install.attribution_source) == ("s1", 7, "skadnetwork")
 
 
-@pytest.mark.parametrize("postback", [skan3(63, **{"did-win": False}), skan4(0, fine=63, **{"did-win": False}),
-                                      skan3(63, **{"did-win": "false"}), skan3(63, version="5.1", **{"did-win": False})])
+@pytest.mark.parametrize(
+    "postback",
+    [
+        skan3(63, **{"did-win": False}),
+        {**skan4(0, fine=63), "did-win": False},
+        skan3(63, **{"did-win": "false"}),
+        skan3(63, version="5.1", **{"did-win": False}),
+    ],
+)
 def test_non_winning_postbacks_are_not_installs(postback: dict[str, Any]) -> None:
     assert not is_winning(postback)
     assert decode(postback, parse_schema(CONVERSION)) == []

@@ -1,0 +1,168 @@
+"""The real pieces a benchmark runs against: PostgreSQL, the Tansu broker, the services as processes.
+
+Built on the test harness (tests/support/), so the bench starts things exactly the way the
+end-to-end tests do: `python -m services.cli run <service>` with the environment of `service_env`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from shared.db.migrate import upgrade
+from shared.kafka.topics import create_topics
+from tests.support.broker import BrokerProcess
+from tests.support.pipeline import REPO, AdminApi, ServiceProcess, http_call, service_env, wait_until
+from tests.support.ports import free_port, wait_for_port
+from tests.support.postgres import PostgresProcess, create_database
+
+OUT = REPO / "bench" / "out"
+LOGS = OUT / "logs"
+META_TOKEN = "meta-token"
+META_DATASET = "ds-1"
+TOPIC_PARTITIONS = 6  # the product default (APPREFER_TOPIC_PARTITIONS)
+
+
+def psycopg_url(sqlalchemy_url: str) -> str:
+    """postgresql+psycopg://... -> postgresql://... for psycopg.connect."""
+    return sqlalchemy_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    with PostgresProcess() as pg:
+        yield pg.url
+
+
+def migrated_database(server_url: str, purpose: str) -> str:
+    url = create_database(server_url, f"bench_{purpose}_{uuid.uuid4().hex[:8]}")
+    upgrade(url)
+    return url
+
+
+@contextmanager
+def broker_with_topics() -> Iterator[BrokerProcess]:
+    """A fresh in-memory broker per benchmark, so no benchmark sees another one's records."""
+    with BrokerProcess() as broker:
+        create_topics(broker.bootstrap, partitions=TOPIC_PARTITIONS, replication=1)
+        yield broker
+
+
+class Services:
+    """Service processes started with one environment; stopped (SIGTERM, then SIGKILL) on exit."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self.env = env
+        self.processes: list[tuple[str, ServiceProcess]] = []
+
+    def start(self, label: str, args: list[str], **extra_env: str) -> ServiceProcess:
+        process = ServiceProcess(args, {**self.env, **extra_env}, LOGS).start()
+        self.processes.append((label, process))
+        return process
+
+    def start_gateway(self) -> tuple[ServiceProcess, str]:
+        port = free_port()
+        process = self.start("gateway", ["run", "gateway"], APPREFER_GATEWAY_PORT=str(port))
+        base = f"http://127.0.0.1:{port}"
+
+        def ready() -> bool:
+            process.assert_alive()
+            try:
+                return http_call("GET", f"{base}/readyz", timeout=2)[0] == 200
+            except OSError:
+                return False
+
+        wait_until(ready, timeout=30, what="gateway /readyz")
+        return process, base
+
+    def pids(self) -> list[tuple[str, int]]:
+        return [(label, p.process.pid) for label, p in self.processes if p.process is not None]
+
+    def assert_alive(self) -> None:
+        for _, process in self.processes:
+            process.assert_alive()
+
+    def stop(self, labels: set[str] | None = None) -> None:
+        chosen = [(lbl, p) for lbl, p in self.processes if labels is None or lbl in labels]
+        for _, process in chosen:
+            if process.process is not None and process.process.poll() is None:
+                process.process.terminate()
+        for _, process in chosen:
+            try:
+                process.terminate(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.processes = [(lbl, p) for lbl, p in self.processes if (lbl, p) not in chosen]
+
+
+@contextmanager
+def services(bootstrap: str, database_url: str, **extra_env: str) -> Iterator[Services]:
+    running = Services(service_env(bootstrap, database_url, **extra_env))
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+class ChildProcess:
+    """A bench helper (`python -m bench.<module>`) in its own process; it prints `READY <port>` once up."""
+
+    def __init__(self, module: str, *args: str, cpu: int | None = None) -> None:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.log_path = LOGS / f"{module.rsplit('.', 1)[-1]}-{time.monotonic_ns()}.log"
+        command = [sys.executable, "-m", module, "--port", str(self.port), *args]
+        if cpu is not None:
+            command = ["taskset", "-c", str(cpu), *command]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_port("127.0.0.1", self.port, timeout=30)
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError(f"{module} did not start:\n{self.log_path.read_text()[-3000:]}") from None
+        self.base_url = f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@contextmanager
+def child(module: str, *args: str, cpu: int | None = None) -> Iterator[ChildProcess]:
+    process = ChildProcess(module, *args, cpu=cpu)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def create_app(admin: AdminApi, meta_base_url: str | None = None) -> dict[str, Any]:
+    """An Android app with a live key; with `meta_base_url`, a Meta integration that takes every event
+    (installs mapped to MobileAppInstall), so each benchmark event crosses every stage."""
+    app = admin.call("POST", "/apps", {"name": "Bench app", "platform": "android",
+                                       "store_url": "https://play.google.com/store/apps/details?id=com.example"},
+                     expect=201)
+    app["live_key"] = admin.call("POST", f"/apps/{app['app_id']}/keys", {"mode": "live"}, expect=201)["key"]
+    if meta_base_url is not None:
+        admin.call("PUT", f"/apps/{app['app_id']}/integrations/meta", {
+            "settings": {"dataset_id": META_DATASET, "bundle_id": "com.example"},
+            "credentials": {"access_token": META_TOKEN},
+            "event_map": {"install": "MobileAppInstall"},
+        })
+    return app

@@ -1,0 +1,98 @@
+"""The machine a benchmark ran on, and where its CPU time went (from /proc, Linux only)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+def machine_info() -> dict[str, object]:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    models = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")]
+    meminfo = Path("/proc/meminfo").read_text().splitlines()
+    mem_kb = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal:"))
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": models[0] if models else platform.processor(),
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+def _busy_and_total_ticks() -> tuple[int, int]:
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    total = sum(fields[:8])  # guest time is already counted in user
+    return total - idle, total
+
+
+def _process_ticks(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
+@dataclass
+class CpuSnapshot:
+    at: float
+    busy: int
+    total: int
+    per_pid: dict[int, int]
+
+
+class CpuMeter:
+    """CPU seconds per labelled process between two snapshots; unlabelled processes count by name
+    (postgres backends as `postgres`, the Tansu binary as `broker`, wrk as `wrk`)."""
+
+    def __init__(self) -> None:
+        self.labels: dict[int, str] = {}
+
+    def label(self, pid: int, name: str) -> None:
+        self.labels[pid] = name
+
+    def snapshot(self) -> CpuSnapshot:
+        busy, total = _busy_and_total_ticks()
+        per_pid = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                ticks = _process_ticks(int(entry))
+                if ticks is not None:
+                    per_pid[int(entry)] = ticks
+        return CpuSnapshot(time.monotonic(), busy, total, per_pid)
+
+    def usage(self, before: CpuSnapshot, after: CpuSnapshot) -> dict[str, object]:
+        """Machine busy fraction and the cores each group of processes used (1.0 = one full core)."""
+        seconds = max(after.at - before.at, 1e-9)
+        cores: Mapping[str, float]
+        by_name: dict[str, float] = defaultdict(float)
+        for pid, ticks in after.per_pid.items():
+            used = ticks - before.per_pid.get(pid, 0)
+            if used <= 0:
+                continue
+            name = self.labels.get(pid) or _comm(pid)
+            by_name[name] += used / TICKS_PER_SECOND / seconds
+        cores = {name: round(value, 2) for name, value in sorted(by_name.items(), key=lambda kv: -kv[1])
+                 if value >= 0.01}
+        total = after.total - before.total
+        return {
+            "machine_busy": round((after.busy - before.busy) / total, 3) if total else 0.0,
+            "cores_by_process": cores,
+        }

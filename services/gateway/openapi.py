@@ -1,0 +1,492 @@
+"""The gateway's OpenAPI 3.1 document, served at GET /openapi.json.
+
+Hand-written to match the handlers (services/gateway/app.py, admin.py, event_input.py, click_input.py):
+change a route's behaviour and its entry here together. tests/integration/test_gateway_fuzz.py runs
+schemathesis against this document and fails on any 5xx or any answer it does not describe.
+
+Request bodies are parsed as JSON whatever their Content-Type (SDKs and `curl -d` send
+application/x-www-form-urlencoded); a body that is not JSON is a 400 `invalid_json`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.gateway.event_input import MAX_JSON_DEPTH
+
+MAX_BATCH = 500  # APPREFER_GATEWAY_MAX_BATCH's default
+PERSONAL_FIELDS = ["email", "phone", "phone_number", "first_name", "last_name", "date_of_birth",
+                   "em", "ph", "fn", "ln", "db"]
+CLICK_ID_PARAMS = ["fbclid", "gclid", "gbraid", "wbraid", "ttclid"]
+KNOWN_CLICK_PARAMS = [*CLICK_ID_PARAMS, "click_id", "idfa", "gaid", "campaign_id", "adset_id", "ad_id"]
+NETWORKS = ["meta", "google_ads", "tiktok", "skan_postback", "revenuecat"]
+SKAN_ENRICHMENT_PARAMS = [
+    "ad-network-name", "ad-network-campaign-id", "ad-network-campaign-name", "ad-network-adset-id",
+    "ad-network-adset-name", "ad-network-ad-id", "ad-network-ad-name", "ad-network-country-code",
+    "ad-network-source-app-id", "ip", "timestamp",
+]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _text(max_length: int, **extra: Any) -> dict[str, Any]:
+    return {"type": "string", "maxLength": max_length, **extra}
+
+
+def _obj(properties: dict[str, Any], required: list[str] | None = None, *, closed: bool = False,
+         **extra: Any) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties, **extra}
+    if required:
+        schema["required"] = required
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+ERROR = _obj({
+    "error": {"type": "string", "description": "machine-readable code: invalid_json, invalid_request, ..."},
+    "message": {"type": "string"},
+    "field": {"type": "string", "description": "the offending field, e.g. events[3].device.device_id"},
+}, ["error", "message"])
+INPUT_ERROR = {**ERROR, "required": ["error", "field", "message"]}
+
+ID = {"type": "string", "minLength": 1, "maxLength": 100, "description": "non-blank; surrounding spaces are trimmed"}
+EVENT_TIME = {
+    "description": "RFC 3339 with an offset, or epoch seconds / milliseconds (told apart by magnitude), as a "
+                   "number or a numeric string. Must lie between 2010-01-01 and one day ahead of the gateway's "
+                   "clock; negative, non-finite, older or further-future times are a 400 naming event_time.",
+    "anyOf": [{"type": "string", "maxLength": 100}, {"type": "number", "minimum": 1_262_304_000}],
+}
+DEVICE = _obj({
+    "device_id": ID,
+    **{name: _nullable(_text(1000)) for name in
+       ("idfa", "gaid", "ip", "user_agent", "os_version", "model", "locale", "att_status", "app_version")},
+    "os": _nullable({"type": "string", "enum": ["ios", "android"]}),
+}, ["device_id"], closed=True, description="Unknown fields are a 400 naming them (device.imei).")
+REFERRER = _obj({
+    "install_referrer": _nullable(_text(4000)),
+    **{name: _nullable(_text(500)) for name in ("click_id", *CLICK_ID_PARAMS)},
+}, closed=True)
+USER = _obj({
+    **{name: _nullable({"type": "string", "maxLength": 1000}) for name in
+       ("email", "external_id", "first_name", "last_name", "city", "state", "zip", "country", "gender",
+        "date_of_birth")},
+    "phone": _nullable({"anyOf": [{"type": "string", "maxLength": 100}, {"type": "integer"}]}),
+}, closed=True, description="Personal data: normalised and SHA-256 hashed at the gateway; never stored raw. "
+                            "An invalid value (not an email address, a phone without country code, ...) is a 400.")
+REVENUE = _obj({
+    "amount": {"type": "number", "description": "a JSON number, not a string"},
+    "currency": {"type": "string", "pattern": "^[A-Za-z]{3}$"},
+}, ["amount", "currency"], closed=True)
+NO_PERSONAL_NAMES = {"not": {"enum": PERSONAL_FIELDS}}
+EVENT = _obj({
+    "event_id": {**ID, "description": "client-generated; the idempotency key end to end"},
+    "event_name": ID,
+    "event_time": EVENT_TIME,
+    "device": _ref("Device"),
+    "referrer": _nullable(_ref("Referrer")),
+    "user": _nullable(_ref("User")),
+    "revenue": _nullable(_ref("Revenue")),
+    "properties": {"type": "object", "propertyNames": NO_PERSONAL_NAMES},
+}, ["event_id", "event_name", "event_time", "device"], propertyNames=NO_PERSONAL_NAMES,
+    description="Fields beyond these are kept in properties. Personal data (email, phone, ...) is accepted only "
+                "under user: at the top level or in properties it is a 400.")
+EVENT_BATCH = _obj({"events": {"type": "array", "items": _ref("Event"), "minItems": 1, "maxItems": MAX_BATCH}},
+                   ["events"], closed=True)
+APP = _obj({
+    "app_id": {"type": "string"},
+    "name": {"type": "string"},
+    "platform": {"type": "string", "enum": ["ios", "android"]},
+    "store_url": _nullable({"type": "string"}),
+    "bundle_id": _nullable({"type": "string"}),
+    "apple_app_id": _nullable({"type": "string"}),
+    "lookback_days": {"type": "integer"},
+    "fingerprint_window_hours": {"type": "integer"},
+    "reattribution_days": {"type": "integer"},
+}, ["app_id", "name", "platform", "store_url", "bundle_id", "apple_app_id", "lookback_days",
+    "fingerprint_window_hours", "reattribution_days"])
+APP_IN = _obj({
+    "name": {"type": "string", "minLength": 1, "maxLength": 200},
+    "platform": {"type": "string", "enum": ["ios", "android"]},
+    "store_url": _nullable(_text(2000)),
+    "bundle_id": _nullable(_text(200)),
+    "apple_app_id": _nullable({"type": "string", "pattern": "^[0-9]{1,20}$"}),
+    "lookback_days": {"type": "integer", "minimum": 1, "maximum": 90, "default": 7},
+    "fingerprint_window_hours": {"type": "integer", "minimum": 1, "maximum": 168, "default": 24},
+    "reattribution_days": {"type": "integer", "minimum": 1, "maximum": 365, "default": 90},
+}, ["name", "platform"], closed=True)
+INTEGRATION = _obj({
+    "app_id": {"type": "string"},
+    "network": {"type": "string", "enum": NETWORKS},
+    "enabled": {"type": "boolean"},
+    "settings": {"type": "object"},
+    "event_map": {"type": "object"},
+    "credentials_set": {"type": "boolean", "description": "credentials themselves are write-only"},
+    "updated_at_ms": {"type": "integer"},
+}, ["app_id", "network", "enabled", "settings", "event_map", "credentials_set", "updated_at_ms"])
+INTEGRATION_IN = _obj({
+    "enabled": {"type": "boolean", "default": True},
+    "settings": {"type": "object"},
+    "credentials": _nullable({"type": "object"}),
+    "event_map": {"type": "object"},
+}, closed=True)
+AUDIT_RECORD = _obj({
+    "app_id": {"type": "string"},
+    "event_id": {"type": "string"},
+    "event_name": _nullable({"type": "string"}),
+    "network": {"type": "string"},
+    "status": {"type": "string", "description": "delivered | rejected | retrying | sandbox | dead_lettered | skipped"},
+    "attempts": {"type": "integer"},
+    "last_error": _nullable({"type": "string"}),
+    "detail": _nullable({"type": "string"}),
+    "http_status": _nullable({"type": "integer"}),
+    "error_code": _nullable({"type": "string"}),
+    "latency_ms": _nullable({"type": "integer"}),
+    "request_hash": _nullable({"type": "string"}),
+    "recorded_at_ms": {"type": "integer"},
+}, ["app_id", "event_id", "network", "status", "attempts", "recorded_at_ms"])
+ATTRIBUTION = _obj({
+    "app_id": {"type": "string"},
+    "device_id": {"type": "string"},
+    "attributed": {"type": "boolean"},
+    "network": _nullable({"type": "string"}),
+    "click_id_type": _nullable({"type": "string"}),
+    "click_id": _nullable({"type": "string"}),
+    "campaign": _nullable({"type": "string"}),
+    "matched_by": _nullable({"type": "string", "description": "click_id | device_id | fingerprint"}),
+    "install_event_id": {"type": "string"},
+    "installed_at_ms": {"type": "integer"},
+    "click_time_ms": _nullable({"type": "integer"}),
+}, ["app_id", "device_id", "attributed", "network", "click_id_type", "click_id", "campaign", "matched_by"])
+SKAN_SCHEMA_IN = _obj({
+    "schema_id": {"type": "string", "minLength": 1, "maxLength": 100},
+    "valid_from": {"type": "string", "description": "RFC 3339 with an offset"},
+    "mode": {"type": "string", "enum": ["revenue", "conversion", "engagement", "table"]},
+    "signature_policy": {"type": "string", "enum": ["enforce", "record", "skip"]},
+    "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+    "event_name": {"type": "string"},
+    "unit": {"type": "number"},
+    "events": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 6},
+    "fine": {"type": "object"},
+    "coarse": {"type": "object"},
+}, ["schema_id", "valid_from", "mode"], description="A SKAN conversion schema (docs/skan.md); keys of another "
+                                                    "mode, or unknown keys, are a 400 naming the key.")
+SKAN_POSTBACK_IN = {
+    "type": "object",
+    "description": "Apple's postback (SKAN 1.0-4.0) as sent, optionally enriched by the ad network. Mandatory: "
+                   "the version's fields (transaction-id, ad-network-id, ...); postback-sequence-index 0-2, "
+                   "conversion-value 0-63, coarse-conversion-value low|medium|high. Unknown keys are kept.",
+    "properties": {
+        "version": {"type": "string"},
+        "ad-network-id": {"type": "string"},
+        "transaction-id": {"type": "string", "minLength": 1},
+        "app-id": {"type": "integer"},
+        "redownload": {"type": "boolean"},
+        "source-identifier": {"type": "string"},
+        "conversion-value": _nullable({"type": "integer", "minimum": 0, "maximum": 63}),
+        "coarse-conversion-value": _nullable({"type": "string", "enum": ["low", "medium", "high"]}),
+        "postback-sequence-index": {"type": "integer", "minimum": 0, "maximum": 2},
+        "did-win": {"type": "boolean"},
+        "attribution-signature": {"type": "string"},
+    },
+    "required": ["version", "ad-network-id", "transaction-id"],
+}
+
+COMPONENTS: dict[str, Any] = {
+    "securitySchemes": {
+        "apiKey": {"type": "http", "scheme": "bearer", "description": "an app's API key: pk_live_... or pk_test_..."},
+        "adminToken": {"type": "http", "scheme": "bearer", "description": "APPREFER_ADMIN_TOKEN"},
+        "revenuecatAuthorization": {
+            "type": "apiKey", "in": "header", "name": "Authorization",
+            "description": "the Authorization value configured in the app's revenuecat integration "
+                           "(credentials.authorization), compared verbatim",
+        },
+    },
+    "schemas": {
+        "Error": ERROR, "InputError": INPUT_ERROR, "Event": EVENT, "EventBatch": EVENT_BATCH, "Device": DEVICE,
+        "Referrer": REFERRER, "User": USER, "Revenue": REVENUE, "App": APP, "AppIn": APP_IN,
+        "Integration": INTEGRATION, "IntegrationIn": INTEGRATION_IN, "AuditRecord": AUDIT_RECORD,
+        "Attribution": ATTRIBUTION, "SkanSchemaIn": SKAN_SCHEMA_IN, "SkanPostbackIn": SKAN_POSTBACK_IN,
+    },
+    "headers": {
+        "RetryAfter": {"description": "seconds to wait before retrying", "schema": {"type": "string"}},
+    },
+    "responses": {
+        "BadJson": _json(_ref("Error"), "not JSON, nested deeper than the limit, or failing validation"),
+        "InputError": _json(_ref("InputError"), "bad input; `field` names it (body for an unreadable body)"),
+        "Unauthorized": _json(_ref("Error"), "missing, unknown or wrong credentials"),
+        "NotFound": _json(_ref("Error"), "unknown resource"),
+        "TooLarge": _json(_ref("Error"), "body larger than APPREFER_GATEWAY_MAX_BODY_BYTES (default 1 MiB)"),
+        "Unavailable": {
+            **_json(_ref("Error"), "the producer queue is full or the broker did not acknowledge: nothing was "
+                                   "stored; retry after Retry-After seconds"),
+            "headers": {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}},
+        },
+        "AdminDisabled": _json(_ref("Error"), "APPREFER_ADMIN_TOKEN is not set"),
+    },
+}
+
+
+def _r(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/responses/{name}"}
+
+
+def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+
+def _path_param(name: str, description: str = "", **schema: Any) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "description": description,
+            "schema": {"type": "string", "minLength": 1, **schema}}
+
+
+def _query(name: str, description: str = "", **schema: Any) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": {"type": "string", **schema}}
+
+
+INGEST_ERRORS = {"400": _r("InputError"), "401": _r("Unauthorized"), "413": _r("TooLarge"), "503": _r("Unavailable")}
+ADMIN = [{"adminToken": []}]
+ADMIN_ERRORS = {"401": _r("Unauthorized"), "503": _r("AdminDisabled")}
+APP_ID = _path_param("app_id")
+NETWORK = _path_param("network", f"one of {', '.join(NETWORKS)}; any other is a 404")
+
+
+def _admin(summary: str, ok: dict[str, dict[str, Any]], *, body: dict[str, Any] | None = None,
+           params: list[dict[str, Any]] | None = None, errors: tuple[str, ...] = ()) -> dict[str, Any]:
+    responses: dict[str, Any] = {**ok, **ADMIN_ERRORS}
+    for code in errors:
+        responses[code] = {"400": _r("BadJson"), "404": _r("NotFound"), "413": _r("TooLarge")}[code]
+    operation: dict[str, Any] = {"tags": ["admin"], "summary": summary, "security": ADMIN, "responses": responses}
+    if params:
+        operation["parameters"] = params
+    if body is not None:
+        operation["requestBody"] = body
+    return operation
+
+
+SKAN_POSTBACK_OPERATION = {
+    "tags": ["ingest"],
+    "summary": "A SKAdNetwork postback",
+    "description": "200 for every well-formed postback, duplicates included; 400 for an empty or malformed body "
+                   "or a missing mandatory field. Query parameters of the redirect method are merged in when the "
+                   "body lacks them (never over Apple's fields).",
+    "parameters": [_query(name) for name in SKAN_ENRICHMENT_PARAMS],
+    "requestBody": _body(_ref("SkanPostbackIn")),
+    "responses": {
+        "200": _json(_obj({"ok": {"const": True}}, ["ok"]), "stored on skan.raw"),
+        "400": _r("BadJson"),
+        "413": _r("TooLarge"),
+        "503": _r("Unavailable"),
+    },
+}
+
+PATHS: dict[str, Any] = {
+    "/v1/events": {"post": {
+        "tags": ["ingest"],
+        "summary": "SDK events: one event, or {\"events\": [...]} (1 to 500)",
+        "description": "202 only after the broker acknowledged every event. Any invalid event rejects the whole "
+                       "request (400 naming the field, e.g. events[3].device.device_id) and nothing is produced. "
+                       f"JSON nested deeper than {MAX_JSON_DEPTH} levels is a 400.",
+        "security": [{"apiKey": []}],
+        "requestBody": _body({"anyOf": [_ref("Event"), _ref("EventBatch")]}),
+        "responses": {
+            "202": _json(_obj({"accepted": {"type": "integer", "minimum": 1}}, ["accepted"], closed=True),
+                         "every event is on events.raw"),
+            **INGEST_ERRORS,
+        },
+    }},
+    "/v1/clicks": {"post": {
+        "tags": ["ingest"],
+        "summary": "A server-to-server click",
+        "description": "The tracking link's query parameters as a JSON object, plus ip and user_agent. A link_id "
+                       "must be one of this app's links. Parameters other than the known ones are kept as "
+                       "properties (at most 50); every value is a string or a number of at most 500 characters.",
+        "security": [{"apiKey": []}],
+        "requestBody": _body(_obj({
+            "ip": _nullable({"type": "string"}),
+            "user_agent": _nullable({"type": "string"}),
+            "link_id": _nullable({"type": "string"}),
+            "network": _nullable({"type": "string"}),
+            "campaign": _nullable({"type": "string"}),
+            **{name: _nullable({"anyOf": [_text(500), {"type": "number"}]}) for name in KNOWN_CLICK_PARAMS},
+        }, maxProperties=55)),
+        "responses": {
+            "202": _json(_obj({"accepted": {"const": 1}, "click_key": {"type": "string"}}, ["accepted", "click_key"]),
+                         "the click is on clicks.raw"),
+            **INGEST_ERRORS,
+        },
+    }},
+    "/c/{link_id}": {"get": {
+        "tags": ["ingest"],
+        "summary": "A tracking link: record the click, redirect to the store",
+        "parameters": [_path_param("link_id"), *(_query(name, maxLength=500) for name in KNOWN_CLICK_PARAMS)],
+        "responses": {
+            "302": {"description": "the click is on clicks.raw; Location is the store URL (Play links carry the "
+                                   "click key in the install referrer)",
+                    "headers": {"Location": {"required": True, "schema": {"type": "string"}}}},
+            "200": _json(_obj({"click_key": {"type": "string"}, "message": {"type": "string"}},
+                              ["click_key", "message"]), "the click is recorded; the link has no store URL"),
+            "400": _r("InputError"),
+            "404": _r("NotFound"),
+            "503": _r("Unavailable"),
+        },
+    }},
+    "/v1/webhooks/revenuecat/{app_id}": {"post": {
+        "tags": ["ingest"],
+        "summary": "A RevenueCat webhook",
+        "description": "200 as soon as the broker has the event; 4xx only for what a retry cannot fix.",
+        "security": [{"revenuecatAuthorization": []}],
+        "parameters": [APP_ID],
+        "requestBody": _body(_obj({
+            "api_version": {"type": "string"},
+            "event": _obj({
+                "id": {"type": "string", "minLength": 1},
+                "type": {"type": "string", "minLength": 1},
+                "app_user_id": _nullable({"type": "string"}),
+                "event_timestamp_ms": _nullable({"type": "integer"}),
+                "price": _nullable({"type": "number"}),
+                "currency": _nullable({"type": "string"}),
+            }, ["id", "type"]),
+        }, ["event"])),
+        "responses": {
+            "200": _json(_obj({"ok": {"const": True}, "event_id": {"type": "string"}}, ["ok", "event_id"]),
+                         "the event is on events.raw"),
+            **INGEST_ERRORS,
+        },
+    }},
+    "/v1/skan/postbacks": {"post": SKAN_POSTBACK_OPERATION},
+    "/.well-known/skadnetwork/report-attribution/": {"post": {
+        **SKAN_POSTBACK_OPERATION, "summary": "The copy of the winning postback that iOS sends to the advertiser",
+    }},
+    "/healthz": {"get": {
+        "tags": ["operations"], "summary": "Liveness",
+        "responses": {"200": _json(_obj({"status": {"const": "ok"}}, ["status"]), "the process is up")},
+    }},
+    "/readyz": {"get": {
+        "tags": ["operations"], "summary": "Readiness: the database and the broker answer",
+        "responses": {
+            "200": _json(_obj({"status": {"const": "ready"}}, ["status"]), "ready"),
+            "503": _json(_obj({"status": {"const": "unavailable"}, "reason": {"type": "string"}}, ["status"]),
+                         "the database or the broker does not answer"),
+        },
+    }},
+    "/metrics": {"get": {
+        "tags": ["operations"], "summary": "Prometheus metrics",
+        "responses": {"200": {"description": "text exposition format",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}}},
+    }},
+    "/openapi.json": {"get": {
+        "tags": ["operations"], "summary": "This document",
+        "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")},
+    }},
+    "/admin/v1/apps": {
+        "post": _admin("Create an app", {"201": _json(_ref("App"), "created")},
+                       body=_body(_ref("AppIn")), errors=("400", "413")),
+        "get": _admin("List apps", {"200": _json(_obj({"apps": {"type": "array", "items": _ref("App")}},
+                                                      ["apps"]), "every app")}),
+    },
+    "/admin/v1/apps/{app_id}": {
+        "get": _admin("One app", {"200": _json(_ref("App"), "the app")}, params=[APP_ID], errors=("404",)),
+    },
+    "/admin/v1/apps/{app_id}/keys": {
+        "post": _admin("Create an API key (shown once; stored hashed)",
+                       {"201": _json(_obj({"app_id": {"type": "string"}, "mode": {"enum": ["live", "test"]},
+                                           "key": {"type": "string", "pattern": "^pk_(live|test)_"}},
+                                          ["app_id", "mode", "key"]), "the new key")},
+                       params=[APP_ID], body=_body(_obj({"mode": {"enum": ["live", "test"]}}, ["mode"], closed=True)),
+                       errors=("400", "404", "413")),
+    },
+    "/admin/v1/apps/{app_id}/links": {
+        "post": _admin("Create a tracking link",
+                       {"201": _json(_obj({"link_id": {"type": "string"}, "url": {"type": "string"},
+                                           "app_id": {"type": "string"}, "network": _nullable({"type": "string"}),
+                                           "campaign": _nullable({"type": "string"}),
+                                           "store_url": _nullable({"type": "string"})},
+                                          ["link_id", "url", "app_id"]), "the new link")},
+                       params=[APP_ID],
+                       body=_body(_obj({"network": _nullable(_text(40)), "campaign": _nullable(_text(200)),
+                                        "store_url": _nullable(_text(2000))}, closed=True), required=False),
+                       errors=("400", "404", "413")),
+    },
+    "/admin/v1/apps/{app_id}/integrations": {
+        "get": _admin("The app's integrations",
+                      {"200": _json(_obj({"integrations": {"type": "array", "items": _ref("Integration")}},
+                                         ["integrations"]), "credentials are never returned")},
+                      params=[APP_ID], errors=("404",)),
+    },
+    "/admin/v1/apps/{app_id}/integrations/{network}": {
+        "put": _admin("Create or update an integration (credentials write-only)",
+                      {"200": _json(_ref("Integration"), "stored")}, params=[APP_ID, NETWORK],
+                      body=_body(_ref("IntegrationIn"), required=False), errors=("400", "404", "413")),
+        "get": _admin("One integration", {"200": _json(_ref("Integration"), "credentials are never returned")},
+                      params=[APP_ID, NETWORK], errors=("404",)),
+    },
+    "/admin/v1/apps/{app_id}/integrations/{network}/test": {
+        "post": {
+            **_admin("Test Connection: a dry run against the network that records no conversion",
+                     {"200": _json(_obj({"ok": {"type": "boolean"}, "detail": {"type": "string"}}, ["ok", "detail"]),
+                                   "the network's verdict")},
+                     params=[APP_ID, NETWORK], errors=("404",)),
+        },
+    },
+    "/admin/v1/apps/{app_id}/skan/schema": {
+        "put": _admin("Store a SKAN conversion schema",
+                      {"200": _json(_obj({"app_id": {"type": "string"}, "schema_id": {"type": "string"},
+                                          "mode": {"type": "string"}, "signature_policy": {"type": "string"},
+                                          "valid_from": {"type": "string"}},
+                                         ["app_id", "schema_id", "mode", "signature_policy", "valid_from"]),
+                                    "stored")},
+                      params=[APP_ID], body=_body(_ref("SkanSchemaIn")), errors=("400", "404", "413")),
+    },
+    "/admin/v1/skan/postbacks/{transaction_id}": {
+        "get": _admin("A SKAN postback's windows as stored and decoded",
+                      {"200": _json(_obj({"transaction_id": {"type": "string"},
+                                          "postbacks": {"type": "array", "items": {"type": "object"}}},
+                                         ["transaction_id", "postbacks"]), "the first window, and all of them")},
+                      params=[_path_param("transaction_id")], errors=("404",)),
+    },
+    "/admin/v1/audit": {
+        "get": _admin("Audit log, newest first",
+                      {"200": _json(_obj({"records": {"type": "array", "items": _ref("AuditRecord")}}, ["records"]),
+                                    "matching records")},
+                      params=[_query("app_id"), _query("event_id"), _query("network"), _query("status"),
+                              {"name": "limit", "in": "query", "required": False,
+                               "description": "clamped to 1..1000; not an integer is a 400",
+                               "schema": {"type": "integer", "default": 100}}],
+                      errors=("400",)),
+    },
+    "/admin/v1/apps/{app_id}/attribution": {
+        "get": _admin("How a device's install was attributed",
+                      {"200": _json(_ref("Attribution"), "the install's attribution")},
+                      params=[APP_ID, {"name": "device_id", "in": "query", "required": True,
+                                       "schema": {"type": "string", "minLength": 1}}],
+                      errors=("400", "404")),
+    },
+}
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "apprefer gateway",
+        "version": "1",
+        "description": __doc__.split("\n\n", 1)[1].strip() if __doc__ else "",
+    },
+    "paths": PATHS,
+    "components": COMPONENTS,
+}
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI document (a fresh copy is not needed: it is only serialised)."""
+    return DOCUMENT

@@ -1,0 +1,169 @@
+"""Dead letters for SREs: list, show and replay what sits in a `<topic>.dlq`.
+
+Reading never joins a consumer group (partitions are assigned and read from the start to the
+end offsets seen when the read began), so listing changes nothing. A replay re-publishes each
+matching record to the topic it came from, with its original key and headers plus `replay.*`
+headers, waits for the broker's acknowledgement, and only then records it in `dlq_replays`, so a
+second replay skips it and a crash mid-way replays at most the unrecorded tail again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from shared.avro import AvroCodec, DecodeError
+from shared.kafka.consumer import message_headers
+from shared.kafka.producer import SyncProducer
+from shared.kafka.records import Headers, OutRecord, header
+
+REPLAY_HEADERS = ("replay.from", "replay.at_ms")
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: Headers
+    timestamp_ms: int
+    record: dict[str, Any] | None = None  # decoded, when the bytes are a known Avro record
+    schema: str | None = None
+
+    @property
+    def position(self) -> str:
+        return f"{self.topic}:{self.partition}:{self.offset}"
+
+    @property
+    def error(self) -> str:
+        return _text(header(self.headers, "dlq.error"))
+
+    @property
+    def failed_at_ms(self) -> int:
+        try:
+            return int(_text(header(self.headers, "dlq.failed_at_ms")) or self.timestamp_ms)
+        except ValueError:
+            return self.timestamp_ms
+
+    @property
+    def source_topic(self) -> str:
+        return _text(header(self.headers, "dlq.source_topic")) or self.topic.removesuffix(".dlq")
+
+    @property
+    def app_id(self) -> str | None:
+        return (self.record or {}).get("app_id")
+
+    @property
+    def event_id(self) -> str | None:
+        return (self.record or {}).get("event_id")
+
+    def summary(self) -> dict[str, Any]:
+        return {"position": self.position, "topic": self.topic, "partition": self.partition, "offset": self.offset,
+                "failed_at_ms": self.failed_at_ms, "app_id": self.app_id, "event_id": self.event_id,
+                "network": (self.record or {}).get("network"), "error": self.error,
+                "source_topic": self.source_topic, "service": _text(header(self.headers, "dlq.service"))}
+
+
+@dataclass(frozen=True, slots=True)
+class DlqFilter:
+    app_id: str | None = None
+    event_id: str | None = None
+    error_contains: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+    positions: frozenset[str] = field(default_factory=frozenset)
+
+    def matches(self, letter: DeadLetter) -> bool:
+        return (
+            (self.app_id is None or letter.app_id == self.app_id)
+            and (self.event_id is None or letter.event_id == self.event_id)
+            and (self.error_contains is None or self.error_contains.lower() in letter.error.lower())
+            and (self.since_ms is None or letter.failed_at_ms >= self.since_ms)
+            and (self.until_ms is None or letter.failed_at_ms <= self.until_ms)
+            and (not self.positions or letter.position in self.positions)
+        )
+
+
+def _text(value: bytes | None) -> str:
+    return value.decode("utf-8", "replace") if value else ""
+
+
+def read_dead_letters(bootstrap: str, topic: str, codec: AvroCodec, timeout: float = 10.0) -> Iterator[DeadLetter]:
+    """Every record of `topic` up to the end offsets at the start of the read."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "apprefer-dlq-reader",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            return
+        ends = {}
+        for partition in metadata.partitions:
+            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+            ends[partition] = high
+        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        remaining = {p for p, high in ends.items() if high > 0}
+        last_offset: dict[int, int] = {}
+        idle_since = time.monotonic()
+        # Watermarks can under-report on some brokers, so stop on reaching them *or* when idle.
+        while remaining and time.monotonic() - idle_since < 2.0:
+            messages = consumer.consume(500, 0.3)
+            if messages:
+                idle_since = time.monotonic()
+            for message in messages:
+                if message.error():
+                    continue
+                partition, offset = message.partition() or 0, message.offset() or 0
+                last_offset[partition] = offset
+                if offset + 1 >= ends.get(partition, 0):
+                    remaining.discard(partition)
+                yield _letter(message, codec)
+    except KafkaException as exc:
+        raise RuntimeError(f"cannot read {topic} from {bootstrap}: {exc}") from exc
+    finally:
+        consumer.close()
+
+
+def _letter(message: Any, codec: AvroCodec) -> DeadLetter:
+    letter = DeadLetter(
+        topic=message.topic(), partition=message.partition(), offset=message.offset(), key=message.key(),
+        value=message.value() or b"", headers=message_headers(message), timestamp_ms=message.timestamp()[1],
+    )
+    # An undecodable record is still listed, shown and replayable as raw bytes.
+    with contextlib.suppress(DecodeError):
+        letter.schema, letter.record = codec.decode(letter.value)
+    return letter
+
+
+def replay_record(letter: DeadLetter, codec: AvroCodec) -> OutRecord:
+    """The record to publish again: original key and headers (minus the DLQ's and earlier replay
+    markers), a fresh retry budget for forwarding jobs, and where it was replayed from."""
+    value = letter.value
+    if letter.schema == "apprefer.ForwardJob" and letter.record is not None:
+        value = codec.encode("apprefer.ForwardJob", {**letter.record, "attempt": 0, "first_attempt_ms": None})
+    headers = [(k, v) for k, v in letter.headers
+               if not k.startswith(("dlq.", "retry.")) and k not in REPLAY_HEADERS]
+    headers += [("replay.from", letter.position.encode()), ("replay.at_ms", str(int(time.time() * 1000)).encode())]
+    target = letter.source_topic.removesuffix(".retry")
+    return OutRecord(topic=target, key=letter.key, value=value, headers=headers)
+
+
+def replay(letters: list[DeadLetter], producer: SyncProducer, codec: AvroCodec,
+           on_published: Callable[[list[tuple[DeadLetter, OutRecord]]], None],
+           batch_size: int = 500, progress: Callable[[int], None] | None = None) -> int:
+    """Publishes in batches; `on_published` records each acknowledged batch before the next."""
+    published = 0
+    for start in range(0, len(letters), batch_size):
+        batch = [(letter, replay_record(letter, codec)) for letter in letters[start:start + batch_size]]
+        producer.send_all([record for _, record in batch])
+        on_published(batch)
+        published += len(batch)
+        if progress:
+            progress(len(batch))
+    return published
