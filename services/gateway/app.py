@@ -18,7 +18,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from services.gateway import revenuecat
 from services.gateway.admin import ConnectionTester, admin_routes, error_response, json_response
 from services.gateway.click_input import click_record
-from services.gateway.event_input import InputError, event_field_prefix, parse_events, raw_event_record
+from services.gateway.event_input import (
+    InputError,
+    check_json_depth,
+    event_field_prefix,
+    parse_events,
+    raw_event_record,
+)
+from services.gateway.openapi import document as openapi_document
 from services.gateway.store import GatewayStore, KeyOwner, LinkTarget, now_ms
 from services.skan.postback_input import PostbackInputError, parse_postback, transaction_key
 from shared.avro import AvroCodec
@@ -100,6 +107,7 @@ class Gateway:
         ip = request.remote
         user_agent = request.headers.get("User-Agent")
         try:
+            check_json_depth(body)
             events, prefix = parse_events(body, self._max_batch)
             records = []
             for index, event in enumerate(events):
@@ -149,6 +157,10 @@ class Gateway:
             return error_response(400, "invalid_json", "body is not valid JSON", "body")
         if not isinstance(body, dict):
             return error_response(400, "invalid_request", "must be a JSON object", "body")
+        try:
+            check_json_depth(body)
+        except InputError as exc:
+            return json_response(exc.as_json(), 400)
         params = dict(body)
         ip, user_agent = params.pop("ip", None), params.pop("user_agent", None)
         link_id = params.pop("link_id", None)
@@ -187,6 +199,7 @@ class Gateway:
         except orjson.JSONDecodeError:
             return error_response(400, "invalid_json", "body is not valid JSON", "body")
         try:
+            check_json_depth(body)
             event = revenuecat.webhook_event(body)
             raw = revenuecat.raw_event(event, app_id=app_id, received_at_ms=now_ms())
         except InputError as exc:
@@ -206,9 +219,11 @@ class Gateway:
         body = await request.read()
         try:
             postback = parse_postback(body, request.query)
-        except PostbackInputError as exc:
+            check_json_depth(postback)
+            # An AdAttributionKit postback (jws-string) passes parse_postback without a transaction-id.
+            transaction_id, sequence_index = transaction_key(postback)
+        except (PostbackInputError, InputError) as exc:
             return error_response(400, "invalid_postback", exc.message, exc.field)
-        transaction_id, sequence_index = transaction_key(postback)
         record = {
             "transaction_id": transaction_id, "sequence_index": sequence_index, "source": source,
             "postback_json": orjson.dumps(postback).decode(), "raw_body": body.decode("utf-8", "replace"),
@@ -235,6 +250,9 @@ class Gateway:
         except Exception as exc:
             return json_response({"status": "unavailable", "reason": str(exc)}, 503)
         return json_response({"status": "ready"})
+
+    async def openapi(self, _request: web.Request) -> web.Response:
+        return json_response(openapi_document())
 
     async def metrics(self, _request: web.Request) -> web.Response:
         response = web.Response(body=generate_latest())
@@ -281,5 +299,6 @@ def build_app(gateway: Gateway, store: GatewayStore, *, admin_token: str | None,
     app.router.add_get("/healthz", gateway.healthz)
     app.router.add_get("/readyz", gateway.readyz)
     app.router.add_get("/metrics", gateway.metrics)
+    app.router.add_get("/openapi.json", gateway.openapi)
     app.router.add_routes(admin_routes(store, admin_token, public_base_url, connection_tester))
     return app

@@ -21,7 +21,8 @@ def attributed_install(pipeline: Pipeline, key: str, device: str) -> None:
 
 def purchase(pipeline: Pipeline, key: str, device: str, event_id: str) -> None:
     pipeline.send(key, {"event_id": event_id, "event_name": "purchase", "event_time": int(time.time()),
-                        "device": {"device_id": device, "os": "android"}, "revenue": {"amount": 1.5, "currency": "EUR"}})
+                        "device": {"device_id": device, "os": "android"},
+                        "revenue": {"amount": 1.5, "currency": "EUR"}})
 
 
 def attributed_purchase(pipeline: Pipeline, key: str, device: str, event_id: str) -> None:
