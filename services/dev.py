@@ -93,15 +93,20 @@ def run_dev(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, request_stop)
 
     children: dict[tuple[str, ...], subprocess.Popen[bytes]] = {}
+    env_for: dict[tuple[str, ...], dict[str, str]] = {}
     try:
         _wait_for_broker(bootstrap, broker)
         upgrade(settings.effective_database_url)
         create_topics(bootstrap, settings.topic_partitions, settings.topic_replication)
-        for service in SERVICES:
-            children[service] = _spawn(service, env)
+        for index, service in enumerate(SERVICES):
+            if service[0] != "gateway":  # consumers: /healthz, /readyz, /metrics on the next ports
+                env_for[service] = {**env, "APPREFER_METRICS_PORT": str(settings.gateway_port + index)}
+            children[service] = _spawn(service, env_for.get(service, env))
         gateway = f"http://{settings.gateway_host}:{settings.gateway_port}"
         print(f"apprefer dev: gateway {gateway}  broker {bootstrap}  database "
               f"{settings.effective_database_url}", file=sys.stderr)
+        print(f"apprefer dev: consumers serve /readyz and /metrics on ports {settings.gateway_port + 1}-"
+              f"{settings.gateway_port + len(SERVICES) - 1}", file=sys.stderr)
         print(f"apprefer dev: admin token in {data_dir / 'admin.token'} "
               "(or APPREFER_ADMIN_TOKEN); Ctrl-C stops everything", file=sys.stderr, flush=True)
         while not stopping:
@@ -111,7 +116,7 @@ def run_dev(settings: Settings) -> int:
                     print(f"apprefer dev: {' '.join(service)} exited ({child.returncode}); restarting",
                           file=sys.stderr, flush=True)
                     time.sleep(RESTART_BACKOFF_SECONDS)
-                    children[service] = _spawn(service, env)
+                    children[service] = _spawn(service, env_for.get(service, env))
     finally:
         _stop_all(list(children.values()))
         if broker is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 RECORDS_PROCESSED = Counter(
     "apprefer_records_processed_total", "Records a consumer processed", ["service", "topic"]
@@ -16,16 +16,14 @@ BATCH_SECONDS = Histogram(
 CONSUMER_LAG = Gauge(
     "apprefer_consumer_lag", "Records behind the high watermark", ["service", "topic", "partition"]
 )
+OLDEST_UNPROCESSED_AGE = Gauge(
+    "apprefer_oldest_unprocessed_record_age_seconds",
+    "Age of the oldest record in the batch being processed (0 when caught up)", ["service"],
+)
 HTTP_REQUESTS = Counter(
     "apprefer_http_requests_total", "Gateway requests by route and status", ["route", "status"]
 )
 EVENTS_ACCEPTED = Counter("apprefer_events_accepted_total", "Events acknowledged by the broker", ["kind"])
-
-
-def serve_metrics(port: int) -> None:
-    """Starts /metrics on its own thread for processes without an HTTP server of their own."""
-    if port:
-        start_http_server(port, addr="127.0.0.1")
 FORWARD_OUTCOMES = Counter(
     "apprefer_forward_outcomes_total", "Forwarding outcomes per network", ["network", "outcome"]
 )

@@ -8,11 +8,14 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
+from confluent_kafka.admin import AdminClient
+from sqlalchemy import Engine, text
+
 from shared.avro import codec
+from shared.health import Check, serve_health
 from shared.kafka.config import consumer_config, producer_config
 from shared.kafka.consumer import ConsumerRunner, Handler
 from shared.kafka.producer import SyncProducer
-from shared.metrics import serve_metrics
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,8 +35,7 @@ def stop_on_signals() -> threading.Event:
 
 
 def run_consumer(settings: Settings, *, service: str, group_id: str, topics: Sequence[str],
-                 handler: Handler, due_header: str | None = None) -> None:
-    serve_metrics(settings.metrics_port)
+                 handler: Handler, due_header: str | None = None, engine: Engine | None = None) -> None:
     runner = ConsumerRunner(
         service=service,
         consumer_config=consumer_config(settings, group_id),
@@ -44,4 +46,23 @@ def run_consumer(settings: Settings, *, service: str, group_id: str, topics: Seq
         batch_size=settings.consumer_batch_size,
         due_header=due_header,
     )
+    if settings.metrics_port:
+        # A client of its own: the consumer's handle is busy in consume() on the main thread.
+        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+        checks: dict[str, Check] = {"broker": lambda: _check_broker(admin)}
+        if engine is not None:
+            checks["database"] = lambda: _ping(engine)
+        try:
+            serve_health(settings.metrics_port, checks)
+        except OSError as exc:  # a taken port must not stop the consumer itself
+            log.error("health endpoint not started", extra={"port": settings.metrics_port, "error": str(exc)})
     runner.run(stop_on_signals())
+
+
+def _check_broker(admin: AdminClient) -> None:
+    admin.list_topics(timeout=2.0)
+
+
+def _ping(engine: Engine) -> None:
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))

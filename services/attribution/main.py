@@ -13,6 +13,7 @@ def run(settings: Settings) -> None:
     engine = make_engine(settings.effective_database_url)
     handler = AttributionHandler(make_sessionmaker(engine), codec())
     try:
-        run_consumer(settings, service=SERVICE, group_id="apprefer-attribution", topics=TOPICS, handler=handler)
+        run_consumer(settings, service=SERVICE, group_id="apprefer-attribution", topics=TOPICS, handler=handler,
+                     engine=engine)
     finally:
         engine.dispose()

@@ -12,6 +12,6 @@ def run(settings: Settings) -> None:
     engine = make_engine(settings.effective_database_url)
     try:
         run_consumer(settings, service=SERVICE, group_id="apprefer-audit", topics=TOPICS,
-                     handler=AuditHandler(make_sessionmaker(engine)))
+                     handler=AuditHandler(make_sessionmaker(engine)), engine=engine)
     finally:
         engine.dispose()

@@ -14,6 +14,7 @@ def run(settings: Settings) -> None:
     secret_key = settings.secret_key.get_secret_value() if settings.secret_key else None
     handler = FanoutHandler(make_sessionmaker(engine), codec(), secret_key)
     try:
-        run_consumer(settings, service=SERVICE, group_id="apprefer-fanout", topics=TOPICS, handler=handler)
+        run_consumer(settings, service=SERVICE, group_id="apprefer-fanout", topics=TOPICS, handler=handler,
+                     engine=engine)
     finally:
         engine.dispose()

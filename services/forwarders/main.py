@@ -25,7 +25,7 @@ def run(settings: Settings, network: str) -> None:
     topic = forward_topic(network)
     try:
         run_consumer(settings, service=f"forwarder-{network}", group_id=f"apprefer-forwarder-{network}",
-                     topics=(topic, f"{topic}.retry"), handler=handler, due_header=DUE_HEADER)
+                     topics=(topic, f"{topic}.retry"), handler=handler, due_header=DUE_HEADER, engine=engine)
     finally:
         http.close()
         engine.dispose()

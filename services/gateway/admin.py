@@ -9,6 +9,9 @@ from typing import Any, Literal
 import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.exc import DataError
+
+from services.gateway.event_input import InputError, check_json_depth
 
 from services.gateway.store import NETWORKS, GatewayStore, NotFound
 from services.skan.decode import SchemaError
@@ -52,6 +55,18 @@ def json_response(payload: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(payload), status=status, content_type="application/json")
 
 
+def storable_text(value: str) -> bool:
+    """False for text no key, id or secret can contain: a NUL (PostgreSQL refuses it) or a lone surrogate
+    (aiohttp's decoding of a header or path that is not UTF-8), which would fail deep in a query or a hash."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def error_response(status: int, error: str, message: str, field: str | None = None) -> web.Response:
     payload = {"error": error, "message": message}
     if field:
@@ -67,6 +82,10 @@ async def _body(request: web.Request, model: type[_Body]) -> Any:
             body=orjson.dumps({"error": "invalid_json", "message": "body is not JSON"}),
             content_type="application/json",
         ) from None
+    try:
+        check_json_depth(raw)
+    except InputError as exc:
+        raise web.HTTPBadRequest(body=orjson.dumps(exc.as_json()), content_type="application/json") from None
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
@@ -92,12 +111,15 @@ def admin_routes(store: GatewayStore, admin_token: str | None, public_base_url: 
             given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
             if admin_token is None:
                 return error_response(503, "admin_disabled", "APPREFER_ADMIN_TOKEN is not set")
-            if not given or not secrets_equal(given, admin_token):
+            if not given or not storable_text(given) or not secrets_equal(given, admin_token):
                 return error_response(401, "unauthorized", "missing or wrong admin token")
             try:
                 return await handler(request)
             except NotFound as exc:
                 return error_response(404, "not_found", str(exc))
+            except DataError:
+                # e.g. a NUL character or an over-long value that PostgreSQL refuses: bad input, not our fault.
+                return error_response(400, "invalid_request", "a value cannot be stored (NUL character or too long)")
 
         return wrapper
 
@@ -176,9 +198,15 @@ def admin_routes(store: GatewayStore, admin_token: str | None, public_base_url: 
         if not isinstance(body, dict):
             return error_response(400, "invalid_request", "must be a JSON object", "body")
         try:
+            check_json_depth(body)
+        except InputError as exc:
+            return json_response(exc.as_json(), 400)
+        try:
             return json_response(await call(store.put_skan_schema, request.match_info["app_id"], body))
         except SchemaError as exc:
             return error_response(400, "invalid_schema", str(exc), getattr(exc, "field", None))
+        except OverflowError:  # valid_from like 0001-01-01T00:00:00+14:00: outside datetime's range in UTC
+            return error_response(400, "invalid_schema", "valid_from: is out of range", "valid_from")
 
     @routes.get("/admin/v1/skan/postbacks/{transaction_id}")
     @guarded

@@ -16,7 +16,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.gateway import revenuecat
-from services.gateway.admin import ConnectionTester, admin_routes, error_response, json_response
+from services.gateway.admin import ConnectionTester, admin_routes, error_response, json_response, storable_text
 from services.gateway.click_input import click_record
 from services.gateway.event_input import (
     InputError,
@@ -75,7 +75,7 @@ class Gateway:
 
     async def _authenticate(self, request: web.Request) -> KeyOwner | None:
         token = request.headers.get("Authorization", "")
-        if not token.startswith("Bearer pk_"):
+        if not token.startswith("Bearer pk_") or not storable_text(token):
             return None
         owner: KeyOwner | None = await self._keys.get(token[7:].strip(), self._store.key_owner)
         return owner
@@ -129,7 +129,8 @@ class Gateway:
 
     async def click_redirect(self, request: web.Request) -> web.Response:
         link_id = request.match_info["link_id"]
-        link: LinkTarget | None = await self._links.get(link_id, self._store.link_target)
+        link: LinkTarget | None = (await self._links.get(link_id, self._store.link_target)
+                                   if storable_text(link_id) else None)
         if link is None:
             return error_response(404, "not_found", f"unknown link {link_id}")
         try:
@@ -167,7 +168,9 @@ class Gateway:
         network, campaign = params.pop("network", None), params.pop("campaign", None)
         try:
             if link_id is not None:
-                link = await self._links.get(str(link_id), self._store.link_target)
+                if not isinstance(link_id, str) or not storable_text(link_id):
+                    raise InputError("link_id", "unknown link for this app")
+                link = await self._links.get(link_id, self._store.link_target)
                 if link is None or link.app_id != owner.app_id:
                     raise InputError("link_id", "unknown link for this app")
                 network, campaign = network or link.network, campaign or link.campaign
@@ -190,8 +193,10 @@ class Gateway:
         """RevenueCat retries anything but 200 (five times, hours apart): answer 200 as soon as the
         broker has the record, 4xx only for what a retry cannot fix."""
         app_id = request.match_info["app_id"]
-        expected: str | None = await self._webhook_auth.get(app_id, self._store.webhook_authorization)
         given = request.headers.get("Authorization", "")
+        expected: str | None = None
+        if storable_text(app_id) and storable_text(given):
+            expected = await self._webhook_auth.get(app_id, self._store.webhook_authorization)
         if expected is None or not secrets_equal(given, expected):
             return error_response(401, "unauthorized", "wrong or missing Authorization for this app's webhook")
         try:

@@ -13,6 +13,6 @@ def run(settings: Settings) -> None:
     engine = make_engine(settings.effective_database_url)
     try:
         run_consumer(settings, service=SERVICE, group_id="apprefer-skan", topics=TOPICS,
-                     handler=SkanHandler(make_sessionmaker(engine), codec()))
+                     handler=SkanHandler(make_sessionmaker(engine), codec()), engine=engine)
     finally:
         engine.dispose()

@@ -22,7 +22,9 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, stop_w
 from shared.avro import AvroCodec, DecodeError
 from shared.kafka.producer import SyncProducer
 from shared.kafka.records import Headers, InRecord, OutRecord, dead_letter, dead_letter_of
-from shared.metrics import BATCH_SECONDS, DEAD_LETTERS, RECORDS_PROCESSED
+from shared.metrics import BATCH_SECONDS, CONSUMER_LAG, DEAD_LETTERS, OLDEST_UNPROCESSED_AGE, RECORDS_PROCESSED
+
+LAG_INTERVAL_SECONDS = 5.0
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,7 @@ class ConsumerRunner:
         self._due_header = due_header
         self._paused_until: dict[tuple[str, int], int] = {}
         self._stop = threading.Event()
+        self._lag_measured_at = 0.0
 
     def run(self, stop: threading.Event) -> None:
         self._stop = stop
@@ -107,8 +110,27 @@ class ConsumerRunner:
             self._producer.close()
             log.info("stopped")
 
+    def _record_lag(self) -> None:
+        """Records behind the end of each assigned partition, from the offsets librdkafka already
+        has (no broker round trip), at most every few seconds."""
+        now = time.monotonic()
+        if now - self._lag_measured_at < LAG_INTERVAL_SECONDS:
+            return
+        self._lag_measured_at = now
+        try:
+            positions = self._consumer.position(self._consumer.assignment())
+        except KafkaException:
+            return
+        for tp in positions:
+            _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            if high is not None and high >= 0 and tp.offset is not None and tp.offset >= 0:
+                CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
+
     def process_batch(self, messages: list[Message]) -> None:
         started = time.monotonic()
+        timestamps = [m.timestamp()[1] for m in messages if m.error() is None and m.timestamp()[1] > 0]
+        if timestamps:
+            OLDEST_UNPROCESSED_AGE.labels(self.service).set(max(0.0, time.time() - min(timestamps) / 1000))
         if self._due_header:
             messages = self._hold_back_not_due(messages)
         records: list[InRecord] = []
@@ -137,6 +159,8 @@ class ConsumerRunner:
             if output.topic.endswith(".dlq"):
                 DEAD_LETTERS.labels(self.service, output.topic).inc()
         BATCH_SECONDS.labels(self.service).observe(time.monotonic() - started)
+        OLDEST_UNPROCESSED_AGE.labels(self.service).set(0.0)
+        self._record_lag()
 
     def _hold_back_not_due(self, messages: list[Message]) -> list[Message]:
         """Drops each partition's messages from its first not-yet-due one on; that partition is

@@ -1,0 +1,500 @@
+"""Bad input at the real gateway process (real broker, real PostgreSQL): a clear 4xx, and nothing on Kafka.
+
+Two parts: hand-written hostile requests (oversized, deeply nested, wrong content type, non-UTF-8, huge
+batches, impossible timestamps, unknown fields), each answered with a JSON 4xx and none of them producing a
+record; then schemathesis against GET /openapi.json, bounded in examples and time, asserting no 5xx and
+answers that match the document (status code, content type, body schema).
+
+Content type: the gateway parses every body as JSON whatever its Content-Type header (SDKs and `curl -d`
+send application/x-www-form-urlencoded), so a JSON body labelled text/plain is accepted, and a form body is a
+400 invalid_json. services/gateway/openapi.py says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.db.migrate import upgrade
+from shared.kafka.topics import CLICKS_RAW, EVENTS_RAW, SKAN_RAW, create_topics
+from tests.support.broker import BrokerProcess
+from tests.support.pipeline import ADMIN_TOKEN, AdminApi, http_call, read_topic, service_env, start_gateway
+from tests.support.postgres import create_database
+
+MAX_BODY = 200_000
+RC_AUTHORIZATION = "Bearer rc-webhook-secret"
+# The fuzzing budget: examples per operation and generation mode, and a hard stop for the whole run.
+FUZZ_EXAMPLES = int(os.environ.get("APPREFER_FUZZ_EXAMPLES", "12"))
+FUZZ_SECONDS = float(os.environ.get("APPREFER_FUZZ_SECONDS", "40"))
+# Dry-run connection tests call the ad networks: never fuzzed (and their base URLs point nowhere below).
+NOT_FUZZED = {"POST /admin/v1/apps/{app_id}/integrations/{network}/test"}
+DEAD_END = "http://127.0.0.1:9"
+
+
+@dataclass
+class Gw:
+    base: str
+    bootstrap: str
+    admin: AdminApi
+    app: dict[str, Any]  # the ingest app: keys, a link, a RevenueCat integration
+    link_id: str
+    playground_app_id: str  # the admin fuzzer's own app, so it cannot break the ingest app's setup
+    markers: dict[str, set[str]] = field(default_factory=lambda: {EVENTS_RAW: set(), CLICKS_RAW: set(),
+                                                                   SKAN_RAW: set()})
+
+    def call(self, method: str, path: str, raw: bytes | None = None, headers: dict[str, str] | None = None,
+             body: Any = None) -> tuple[int, dict[str, str], Any]:
+        return http_call(method, f"{self.base}{path}", body, headers, raw=raw, timeout=30)
+
+    @property
+    def key_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.app['live_key']}", "Content-Type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def gw(postgres_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gw]:
+    broker = None
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if not bootstrap:
+        broker = BrokerProcess().start()
+        bootstrap = broker.bootstrap
+    database_url = create_database(postgres_server_url, f"gwfuzz_{uuid.uuid4().hex}")
+    upgrade(database_url)
+    # One partition on our own broker: a sentinel read back proves every earlier record was read.
+    create_topics(bootstrap, partitions=1, replication=1)
+    env = service_env(bootstrap, database_url, APPREFER_GATEWAY_MAX_BODY_BYTES=str(MAX_BODY),
+                      APPREFER_META_BASE_URL=DEAD_END, APPREFER_GOOGLE_ADS_BASE_URL=DEAD_END,
+                      APPREFER_GOOGLE_OAUTH_TOKEN_URL=DEAD_END, APPREFER_TIKTOK_BASE_URL=DEAD_END)
+    gateway, base = start_gateway(env, tmp_path_factory.mktemp("gateway-fuzz"))
+    admin = AdminApi(base)
+    try:
+        app = admin.new_app()
+        link = admin.call("POST", f"/apps/{app['app_id']}/links", {"network": "meta", "campaign": "fuzz"}, expect=201)
+        admin.call("PUT", f"/apps/{app['app_id']}/integrations/revenuecat",
+                   {"credentials": {"authorization": RC_AUTHORIZATION}})
+        playground = admin.call("POST", "/apps", {"name": "playground", "platform": "ios"}, expect=201)
+        yield Gw(base, bootstrap, admin, app, link["link_id"], playground["app_id"])
+        gateway.assert_alive()
+    finally:
+        gateway.terminate()
+        if broker:
+            broker.stop()
+
+
+def marker() -> str:
+    return f"fuzz-{uuid.uuid4().hex}"
+
+
+def event(event_id: str | None = None, **overrides: Any) -> dict[str, Any]:
+    body = {"event_id": event_id or marker(), "event_name": "purchase", "event_time": int(time.time()),
+            "device": {"device_id": "dev-fuzz", "os": "ios"}}
+    body.update(overrides)
+    return body
+
+
+def nested(depth: int, leaf: Any = 1) -> Any:
+    value = leaf
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def postback(transaction_id: str, **overrides: Any) -> dict[str, Any]:
+    body = {"version": "4.0", "ad-network-id": "example.skadnetwork", "source-identifier": "1234",
+            "app-id": 525463029, "transaction-id": transaction_id, "redownload": False, "fidelity-type": 1,
+            "did-win": True, "coarse-conversion-value": "high", "postback-sequence-index": 0,
+            "attribution-signature": "MEUCIQ"}
+    body.update(overrides)
+    return body
+
+
+def assert_clear_4xx(answer: tuple[int, dict[str, str], Any], status: int, error: str | None = None,
+                     field: str | None = None) -> dict[str, Any]:
+    code, headers, payload = answer
+    assert code == status, (code, payload)
+    assert headers.get("content-type", "").startswith("application/json"), headers
+    assert isinstance(payload, dict) and payload.get("error") and payload.get("message"), payload
+    if error is not None:
+        assert payload["error"] == error, payload
+    if field is not None:
+        assert payload.get("field") == field, payload
+    return payload
+
+
+def assert_none_reached_kafka(gw: Gw, topic: str, send_sentinel: Callable[[str], None],
+                              identity: Callable[[dict[str, Any]], str]) -> None:
+    """Produces a sentinel through the gateway and reads the topic up to it: no marker may be there."""
+    sentinel = marker()
+    send_sentinel(sentinel)
+    records = read_topic(gw.bootstrap, topic, lambda rs: any(identity(r["value"]) == sentinel for r in rs))
+    leaked = {identity(r["value"]) for r in records} & gw.markers[topic]
+    assert not leaked, f"rejected requests reached {topic}: {sorted(leaked)[:5]}"
+
+
+def events_clean(gw: Gw) -> None:
+    def send(sentinel: str) -> None:
+        assert gw.call("POST", "/v1/events", body=event(sentinel), headers=gw.key_headers)[0] == 202
+
+    assert_none_reached_kafka(gw, EVENTS_RAW, send, lambda v: v["event_id"])
+
+
+# --- hand-written hostile requests ------------------------------------------------------------------------
+
+
+def post_event_json(gw: Gw, body: Any, **expect: Any) -> dict[str, Any]:
+    return assert_clear_4xx(gw.call("POST", "/v1/events", raw=json.dumps(body).encode(), headers=gw.key_headers),
+                            **expect)
+
+
+def test_openapi_document_is_served_and_describes_every_public_route(gw: Gw) -> None:
+    import schemathesis
+
+    status, headers, document = gw.call("GET", "/openapi.json")
+    assert status == 200 and headers["content-type"].startswith("application/json")
+    assert document["openapi"].startswith("3.")
+    assert {"/v1/events", "/v1/clicks", "/c/{link_id}", "/v1/webhooks/revenuecat/{app_id}", "/v1/skan/postbacks",
+            "/.well-known/skadnetwork/report-attribution/", "/healthz", "/readyz", "/metrics",
+            "/admin/v1/apps", "/admin/v1/audit"} <= set(document["paths"])
+    schema = schemathesis.openapi.from_url(f"{gw.base}/openapi.json")
+    labels = {result.ok().label for result in schema.get_all_operations()}
+    documented = {f"{method.upper()} {path}" for path, item in document["paths"].items() for method in item
+                  if path != "/openapi.json"}  # schemathesis leaves out the document's own URL
+    assert labels == documented and len(labels) >= 20
+
+
+def test_oversized_bodies_are_413_everywhere(gw: Gw) -> None:
+    m = marker()
+    big = json.dumps(event(m, properties={"pad": "x" * (MAX_BODY + 10)})).encode()
+    gw.markers[EVENTS_RAW].add(m)
+    rc_headers = {"Authorization": RC_AUTHORIZATION}
+    admin_headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    for path, headers in [("/v1/events", gw.key_headers), ("/v1/clicks", gw.key_headers),
+                          (f"/v1/webhooks/revenuecat/{gw.app['app_id']}", rc_headers), ("/v1/skan/postbacks", {}),
+                          ("/.well-known/skadnetwork/report-attribution/", {}), ("/admin/v1/apps", admin_headers)]:
+        assert_clear_4xx(gw.call("POST", path, raw=big, headers=headers), 413, "too_large", "body")
+    events_clean(gw)
+
+
+def test_deeply_nested_json_is_400_not_a_crash(gw: Gw) -> None:
+    brackets = b"[" * 10_000 + b"]" * 10_000
+    for path, headers in [("/v1/events", gw.key_headers), ("/v1/clicks", gw.key_headers),
+                          (f"/v1/webhooks/revenuecat/{gw.app['app_id']}", {"Authorization": RC_AUTHORIZATION}),
+                          ("/v1/skan/postbacks", {})]:
+        assert_clear_4xx(gw.call("POST", path, raw=brackets, headers=headers), 400, field="body")
+    # Within orjson's parse limit (1024) but past what it can serialise again (254): was a 500.
+    for depth in (65, 300, 1000):
+        m = marker()
+        gw.markers[EVENTS_RAW].add(m)
+        post_event_json(gw, event(m, properties={"deep": nested(depth)}), status=400, field="body")
+        post_event_json(gw, {"events": [event(m, extra=nested(depth))]}, status=400, field="body")
+        click = {"click_id": m, "deep": nested(depth)}
+        gw.markers[CLICKS_RAW].add(m)
+        assert_clear_4xx(gw.call("POST", "/v1/clicks", body=click, headers=gw.key_headers), 400, field="body")
+        gw.markers[SKAN_RAW].add(m)
+        assert_clear_4xx(gw.call("POST", "/v1/skan/postbacks", body=postback(m, partner=nested(depth))),
+                         400, field="body")
+        webhook = {"event": {"id": m, "type": "TEST", "subscriber_attributes": {"x": nested(depth)}}}
+        gw.markers[EVENTS_RAW].add("rc_" + m)
+        assert_clear_4xx(gw.call("POST", f"/v1/webhooks/revenuecat/{gw.app['app_id']}", body=webhook,
+                                 headers={"Authorization": RC_AUTHORIZATION}), 400, field="body")
+        answer = gw.call("PUT", f"/admin/v1/apps/{gw.playground_app_id}/integrations/meta",
+                         body={"settings": {"deep": nested(depth)}}, headers=gw.admin.headers)
+        assert_clear_4xx(answer, 400, field="body")
+    # 64 levels are fine.
+    m = marker()
+    assert gw.call("POST", "/v1/events", body=event(m, properties={"ok": nested(62)}),
+                   headers=gw.key_headers)[0] == 202
+    events_clean(gw)
+
+
+def test_content_type_is_not_trusted_json_is_parsed_whatever_the_header(gw: Gw) -> None:
+    m = marker()
+    headers = {"Authorization": gw.key_headers["Authorization"], "Content-Type": "text/plain"}
+    status, _, answer = gw.call("POST", "/v1/events", raw=json.dumps(event(m)).encode(), headers=headers)
+    assert (status, answer) == (202, {"accepted": 1})
+    for content_type, raw in [("application/x-www-form-urlencoded", f"event_id={m}&event_name=install".encode()),
+                              ("multipart/form-data; boundary=x", b"--x\r\nContent-Disposition: form-data; "
+                                                                  b"name=\"event_id\"\r\n\r\nabc\r\n--x--\r\n"),
+                              ("application/xml", b"<event><event_id>1</event_id></event>")]:
+        m = marker()
+        gw.markers[EVENTS_RAW].add(m)
+        answer = gw.call("POST", "/v1/events", raw=raw.replace(b"abc", m.encode()),
+                         headers={**headers, "Content-Type": content_type})
+        assert_clear_4xx(answer, 400, "invalid_json", "body")
+    events_clean(gw)
+
+
+def test_non_utf8_bodies_are_400(gw: Gw) -> None:
+    m = marker()
+    gw.markers[EVENTS_RAW].add(m)
+    good = json.dumps(event(m)).encode()
+    bodies = [good.replace(b'"purchase"', b'"purch\xff\xfese"'), good.decode().encode("utf-16"),
+              good.decode().encode("utf-32"), b"\xc3\x28" + good, good.replace(b"dev-fuzz", b"dev-\xed\xa0\x80")]
+    for raw in bodies:
+        assert_clear_4xx(gw.call("POST", "/v1/events", raw=raw, headers=gw.key_headers), 400, "invalid_json", "body")
+    for raw in bodies[:2]:
+        assert_clear_4xx(gw.call("POST", "/v1/clicks", raw=raw, headers=gw.key_headers), 400, "invalid_json")
+        assert_clear_4xx(gw.call("POST", "/v1/skan/postbacks", raw=raw), 400, "invalid_postback", "body")
+        assert_clear_4xx(gw.call("POST", "/admin/v1/apps", raw=raw, headers=gw.admin.headers), 400, "invalid_json")
+    events_clean(gw)
+
+
+def test_huge_and_empty_batches_are_400_and_nothing_of_them_is_produced(gw: Gw) -> None:
+    ids = [marker() for _ in range(501)]
+    gw.markers[EVENTS_RAW].update(ids)
+    post_event_json(gw, {"events": [{"event_id": i, "event_name": "x", "event_time": int(time.time()),
+                                     "device": {"device_id": "d"}} for i in ids]}, status=400, field="events")
+    post_event_json(gw, {"events": []}, status=400, field="events")
+    post_event_json(gw, {"events": {"0": event()}}, status=400, field="events")
+    # One bad event rejects the batch: the good ones before it are not produced either.
+    post_event_json(gw, {"events": [event(ids[0]), event(ids[1]), event(ids[2], event_time=-1)]}, status=400,
+                    field="events[2].event_time")
+    post_event_json(gw, {"events": [event(ids[3])], "api_version": 2}, status=400, field="api_version")
+    events_clean(gw)
+
+
+@pytest.mark.parametrize("event_time", [
+    -1, -1_700_000_000, "-1", 0, 1_000_000_000, "2009-12-31T23:59:59Z",  # before 2010, or negative
+    10_000_000_000, 99_999_999_999_999, 1e300, "2999-01-01T00:00:00Z", "4102444800",  # far future
+    "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00",  # out of datetime's range: was a 500
+    "NaN", "Infinity", "-Infinity", "1e400", "", "yesterday", "2024-01-01T00:00:00", True, None, [1], {"s": 1},
+])
+def test_impossible_event_times_are_400_naming_event_time(gw: Gw, event_time: Any) -> None:
+    m = marker()
+    gw.markers[EVENTS_RAW].add(m)
+    post_event_json(gw, event(m, event_time=event_time), status=400, field="event_time")
+
+
+def test_far_future_in_milliseconds_and_now_in_rfc3339(gw: Gw) -> None:
+    m = marker()
+    gw.markers[EVENTS_RAW].add(m)
+    post_event_json(gw, event(m, event_time=int(time.time() * 1000) + 2 * 24 * 3600 * 1000), status=400,
+                    field="event_time")
+    ok = event(event_time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    assert gw.call("POST", "/v1/events", body=ok, headers=gw.key_headers)[0] == 202
+    events_clean(gw)
+
+
+@pytest.mark.parametrize(("overrides", "field"), [
+    ({"device": {"device_id": "d", "imei": "3567"}}, "device.imei"),
+    ({"device": {"device_id": "d", "os": "windows"}}, "device.os"),
+    ({"device": {"device_id": "   "}}, "device.device_id"),
+    ({"device": {"device_id": "d" * 101}}, "device.device_id"),
+    ({"device": "d"}, "device"),
+    ({"referrer": {"utm_source": "x"}}, "referrer.utm_source"),
+    ({"revenue": {"amount": 1, "currency": "USD", "tax": 0.1}}, "revenue.tax"),
+    ({"revenue": {"amount": "9.99", "currency": "USD"}}, "revenue.amount"),
+    ({"user": {"ssn": "123"}}, "user.ssn"),
+    ({"user": {"email": {"a": 1}}}, "user.email"),
+    ({"email": "jane@example.com"}, "email"),
+    ({"properties": {"phone": "+16505551212"}}, "properties.phone"),
+    ({"properties": []}, "properties"),
+    ({"event_id": 7}, "event_id"),
+])
+def test_unknown_or_misplaced_fields_are_400_naming_them(gw: Gw, overrides: dict[str, Any], field: str) -> None:
+    m = marker()
+    gw.markers[EVENTS_RAW].add(m)
+    post_event_json(gw, {**event(m), **overrides}, status=400, field=field)
+
+
+def test_wrong_credentials_are_401(gw: Gw) -> None:
+    m = marker()
+    gw.markers[EVENTS_RAW].update({m, "rc_" + m})
+    raw = json.dumps(event(m)).encode()
+    for headers in [{}, {"Authorization": "Bearer pk_live_unknown"}, {"Authorization": gw.app["live_key"]},
+                    {"Authorization": "Bearer pk_live_\u00e9\u00ff"}, {"Authorization": "Basic cGtfbGl2ZQ=="}]:
+        assert_clear_4xx(gw.call("POST", "/v1/events", raw=raw, headers=headers), 401, "unauthorized")
+    webhook = json.dumps({"event": {"id": m, "type": "TEST"}}).encode()
+    for headers in [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "\u00e9\u00ff"}]:
+        assert_clear_4xx(gw.call("POST", f"/v1/webhooks/revenuecat/{gw.app['app_id']}", raw=webhook,
+                                 headers=headers), 401, "unauthorized")
+    assert_clear_4xx(gw.call("POST", "/v1/webhooks/revenuecat/app_unknown", raw=webhook,
+                             headers={"Authorization": RC_AUTHORIZATION}), 401, "unauthorized")
+    assert_clear_4xx(gw.call("GET", "/admin/v1/apps", headers={"Authorization": "Bearer \u00e9\u00ff"}), 401)
+    events_clean(gw)
+
+
+def test_bad_clicks_are_4xx_and_not_produced(gw: Gw) -> None:
+    def click(**fields: Any) -> tuple[int, dict[str, str], Any]:
+        m = marker()
+        gw.markers[CLICKS_RAW].add(m)
+        return gw.call("POST", "/v1/clicks", body={"click_id": m, **fields}, headers=gw.key_headers)
+
+    assert_clear_4xx(click(ip=5), 400, field="ip")
+    assert_clear_4xx(click(link_id="lnk_unknown"), 400, field="link_id")
+    assert_clear_4xx(click(link_id={"a": 1}), 400, field="link_id")
+    assert_clear_4xx(click(fbclid="x" * 501), 400, field="fbclid")
+    assert_clear_4xx(click(gclid=["a"]), 400, field="gclid")
+    assert_clear_4xx(click(**{f"p{i}": "v" for i in range(51)}), 400, field="properties")
+    for raw in (b"[]", b'"x"', b"", b"{"):
+        assert_clear_4xx(gw.call("POST", "/v1/clicks", raw=raw, headers=gw.key_headers), 400, field="body")
+    m = marker()
+    gw.markers[CLICKS_RAW].add(m)
+    answer = gw.call("GET", f"/c/{gw.link_id}?click_id={m}&gclid={'x' * 501}")
+    assert_clear_4xx(answer, 400, field="gclid")
+    for link in ("lnk_unknown", "%00", "%ff%fe", "a%2Fb", "x" * 5000):
+        assert_clear_4xx(gw.call("GET", f"/c/{link}?click_id={marker()}"), 404, "not_found")
+
+    def send(sentinel: str) -> None:
+        assert gw.call("POST", "/v1/clicks", body={"click_id": sentinel}, headers=gw.key_headers)[0] == 202
+
+    assert_none_reached_kafka(gw, CLICKS_RAW, send, lambda v: v["click_key"])
+
+
+def test_bad_skan_postbacks_are_400_and_not_produced(gw: Gw) -> None:
+    def post(body: Any, path: str = "/v1/skan/postbacks") -> tuple[int, dict[str, str], Any]:
+        return gw.call("POST", path, raw=json.dumps(body).encode())
+
+    ids = [marker() for _ in range(6)]
+    gw.markers[SKAN_RAW].update(ids)
+    assert_clear_4xx(post(postback(ids[0], **{"conversion-value": 64})), 400, field="conversion-value")
+    assert_clear_4xx(post(postback(ids[1], **{"postback-sequence-index": 3})), 400,
+                     field="postback-sequence-index")
+    assert_clear_4xx(post(postback(ids[2], **{"coarse-conversion-value": "huge"})), 400,
+                     field="coarse-conversion-value")
+    assert_clear_4xx(post({k: v for k, v in postback(ids[3]).items() if k != "ad-network-id"},
+                          "/.well-known/skadnetwork/report-attribution/"), 400, field="ad-network-id")
+    # AdAttributionKit's JWS without a transaction-id: no key to store it under. Was a 500.
+    assert_clear_4xx(post({"jws-string": "eyJ.eyJ.sig"}), 400, field="transaction-id")
+    assert_clear_4xx(post({"jws-string": "eyJ.eyJ.sig", "transaction-id": ["x"]}), 400, field="transaction-id")
+    for raw in (b"", b"  ", b"[1]", b"null", b"{"):
+        assert_clear_4xx(gw.call("POST", "/v1/skan/postbacks", raw=raw), 400, "invalid_postback", "body")
+
+    def send(sentinel: str) -> None:
+        assert post(postback(sentinel))[0] == 200
+
+    assert_none_reached_kafka(gw, SKAN_RAW, send, lambda v: v["transaction_id"])
+
+
+def test_bad_revenuecat_webhooks_are_4xx(gw: Gw) -> None:
+    def post(body: Any) -> tuple[int, dict[str, str], Any]:
+        return gw.call("POST", f"/v1/webhooks/revenuecat/{gw.app['app_id']}", raw=json.dumps(body).encode(),
+                       headers={"Authorization": RC_AUTHORIZATION})
+
+    m = marker()
+    gw.markers[EVENTS_RAW].add("rc_" + m)
+    assert_clear_4xx(post({}), 400, field="event")
+    assert_clear_4xx(post({"event": {"id": 5, "type": "TEST"}}), 400, field="event.id")
+    assert_clear_4xx(post({"event": {"id": m, "type": "TEST", "price": "1"}}), 400, field="event.price")
+    assert_clear_4xx(post({"event": {"id": m, "type": "TEST", "event_timestamp_ms": 1.5}}), 400,
+                     field="event.event_timestamp_ms")
+    assert_clear_4xx(post([1]), 400, field="body")
+    events_clean(gw)
+
+
+def test_admin_api_rejects_unstorable_input_with_4xx(gw: Gw) -> None:
+    def call(method: str, path: str, body: Any = None, raw: bytes | None = None) -> tuple[int, dict[str, str], Any]:
+        return gw.call(method, f"/admin/v1{path}", raw=raw, body=body, headers=gw.admin.headers)
+
+    app_id = gw.playground_app_id
+    assert_clear_4xx(call("POST", "/apps", {"name": "nul\u0000name", "platform": "ios"}), 400)
+    assert_clear_4xx(call("POST", "/apps", {"name": "x", "platform": "ios", "store_url": "https://x/\u0000"}), 400)
+    assert_clear_4xx(call("POST", f"/apps/{app_id}/links", {"campaign": "c\u0000"}), 400)
+    assert_clear_4xx(call("POST", "/apps", raw=b"[" * 10_000), 400)
+    assert_clear_4xx(call("POST", "/apps", {"name": "x", "platform": "ios", "extra": 1}), 400, field="extra")
+    for path in ("/apps/%00", "/apps/%00/integrations", "/apps/%00/integrations/meta", "/skan/postbacks/%00",
+                 "/apps/app_unknown", "/apps/" + "x" * 3000):
+        status, _, _ = call("GET", path)
+        assert 400 <= status < 500, (path, status)
+    for query in ("app_id=%00", "event_id=%00", "network=%00", "status=%00", "limit=x"):
+        status, _, _ = call("GET", f"/audit?{query}")
+        assert status in (200, 400), (query, status)
+    assert call("GET", f"/apps/{app_id}/attribution?device_id=%00")[0] in (400, 404)
+    schema = {"schema_id": "s1", "valid_from": "0001-01-01T00:00:00+14:00", "mode": "engagement",
+              "event_name": "level"}
+    assert_clear_4xx(call("PUT", f"/apps/{app_id}/skan/schema", schema), 400, field="valid_from")
+    assert_clear_4xx(call("PUT", f"/apps/{app_id}/skan/schema", {**schema, "valid_from": "2024-01-01T00:00:00Z",
+                                                                 "schema_id": "s" * 101}), 400)
+    assert_clear_4xx(call("PUT", f"/apps/{app_id}/integrations/meta", {"credentials": {"k": "\u0000"},
+                                                                       "settings": {"a": "\u0000"}}), 400)
+
+
+# --- schemathesis ---------------------------------------------------------------------------------------
+
+
+def test_schemathesis_finds_no_server_error_and_no_contract_violation(gw: Gw) -> None:
+    import schemathesis
+    from hypothesis import HealthCheck, Phase, given, settings
+    from schemathesis import GenerationMode
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+    schema = schemathesis.openapi.from_url(f"{gw.base}/openapi.json")
+    deadline = time.monotonic() + FUZZ_SECONDS
+    failures: list[str] = []
+    counts: dict[str, int] = {}
+    accepted_ids: set[str] = set()
+
+    def auth_for(path: str) -> dict[str, str]:
+        if path.startswith("/admin/"):
+            return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        if path.startswith("/v1/webhooks/revenuecat/"):
+            return {"Authorization": RC_AUTHORIZATION}
+        return {"Authorization": f"Bearer {gw.app['live_key']}"}
+
+    def pinned(path: str) -> dict[str, str]:
+        values = {"app_id": gw.playground_app_id if path.startswith("/admin/") else gw.app["app_id"],
+                  "link_id": gw.link_id}
+        return {name: value for name, value in values.items() if "{" + name + "}" in path}
+
+    def note_event_ids(case: Any, status: int) -> None:
+        body = case.body if isinstance(case.body, dict) else {}
+        items = body.get("events") if "events" in body and "event_id" not in body else [body]
+        ids = {str(item["event_id"]).strip() for item in items or [] if isinstance(item, dict) and "event_id" in item}
+        if status < 300:
+            accepted_ids.update(ids)
+        elif 400 <= status < 500:
+            gw.markers[EVENTS_RAW].update(ids)
+
+    def run(operation: Any, mode: GenerationMode, path_parameters: dict[str, str]) -> None:
+        label = f"{operation.label} [{mode.value}{' pinned' if path_parameters else ''}]"
+        headers = auth_for(operation.path)
+
+        @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
+                  suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy(generation_mode=mode, path_parameters=path_parameters or None))
+        def fuzz(case: Any) -> None:
+            if time.monotonic() > deadline or len(failures) > 40:
+                return
+            counts[label] = counts.get(label, 0) + 1
+            try:
+                response = case.call(base_url=gw.base, headers=headers, timeout=30)
+                if operation.path == "/v1/events":
+                    note_event_ids(case, response.status_code)
+                case.validate_response(response, checks=checks, headers=headers)
+            except Exception as exc:
+                failures.append(f"{label}: {type(exc).__name__}: {str(exc)[:1500]}\n"
+                                f"    {case.as_curl_command(headers=headers)[:1500]}")
+
+        fuzz()
+
+    operations = [result.ok() for result in schema.get_all_operations()]
+    # Ingest first: the admin fuzzer works on its own app, but keep the ingest setup untouched while it runs.
+    operations.sort(key=lambda op: op.path.startswith("/admin/"))
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+        for operation in operations:
+            if operation.label in NOT_FUZZED:
+                continue
+            pins = pinned(operation.path)
+            run(operation, mode, pins)
+            if pins and mode is GenerationMode.POSITIVE:
+                run(operation, mode, {})  # random ids too: 404s must be JSON and documented
+
+    assert not failures, f"{len(failures)} failures:\n" + "\n".join(failures)
+    assert sum(counts.values()) >= 100, counts  # the time limit must not have starved the run
+    assert gw.markers[EVENTS_RAW] - accepted_ids, "the fuzzer produced no rejected event"
+    gw.markers[EVENTS_RAW] -= accepted_ids
+    events_clean(gw)
