@@ -30,3 +30,6 @@ FORWARD_OUTCOMES = Counter(
 SKAN_POSTBACKS = Counter(
     "apprefer_skan_postbacks_total", "SKAN postbacks by sender and outcome", ["ad_network_id", "outcome"]
 )
+FORWARD_RATE = Gauge(
+    "apprefer_forward_rate_limit_rps", "Requests per second a forwarder currently allows itself", ["network"]
+)

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     # Seconds before each retry of a transient failure; attempts end after the last one.
     retry_delays: str = Field("10,60,300,1800,7200", alias="APPREFER_RETRY_DELAYS")
     forward_timeout_seconds: float = Field(15.0, alias="APPREFER_FORWARD_TIMEOUT_SECONDS")
+    # Ceiling of each forwarder's request rate; it halves on a network's rate limiting and climbs back.
+    forward_max_rps: float = Field(100.0, alias="APPREFER_FORWARD_MAX_RPS", gt=0)
 
     # Consumers expose /metrics on this port when set (0 = off).
     metrics_port: int = Field(0, alias="APPREFER_METRICS_PORT")

@@ -20,7 +20,7 @@ def run(settings: Settings, network: str) -> None:
         module=module, sessions=make_sessionmaker(engine), codec=codec(),
         secret_key=settings.secret_key.get_secret_value() if settings.secret_key else None,
         http=http, base_url=settings.base_url(network), token_url=settings.google_oauth_token_url,
-        retry_delays=settings.retry_delay_seconds,
+        retry_delays=settings.retry_delay_seconds, max_rps=settings.forward_max_rps,
     )
     topic = forward_topic(network)
     try:

@@ -12,7 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import DataError
 
 from services.gateway.event_input import InputError, check_json_depth
-
 from services.gateway.store import NETWORKS, GatewayStore, NotFound
 from services.skan.decode import SchemaError
 from shared.crypto import secrets_equal

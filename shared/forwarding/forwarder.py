@@ -47,10 +47,11 @@ from shared.forwarding.model import (
     RetryLater,
 )
 from shared.forwarding.network import NetworkModule
+from shared.forwarding.rate_limit import RATE_LIMIT_CODES, AdaptiveRateLimiter
 from shared.kafka.consumer import TransientError
 from shared.kafka.records import InRecord, OutRecord, dead_letter_of
 from shared.kafka.topics import dlq, forward_topic
-from shared.metrics import FORWARD_OUTCOMES
+from shared.metrics import FORWARD_OUTCOMES, FORWARD_RATE
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def request_hash(request: HttpRequest) -> str:
 class ForwarderHandler:
     def __init__(self, *, module: NetworkModule, sessions: sessionmaker[Session], codec: AvroCodec,
                  secret_key: str | None, http: HttpClient, base_url: str, token_url: str,
-                 retry_delays: Sequence[float], service: str | None = None) -> None:
+                 retry_delays: Sequence[float], service: str | None = None, max_rps: float = 100.0) -> None:
         self._module = module
         self._network = module.NETWORK
         self._service = service or f"forwarder-{module.NETWORK}"
@@ -116,6 +117,7 @@ class ForwarderHandler:
         self._token_url = token_url
         self._delays = list(retry_delays)
         self._tokens = TokenCache()
+        self._limiter = AdaptiveRateLimiter(max_rps)
 
     def __call__(self, records: list[InRecord]) -> list[OutRecord]:
         try:
@@ -214,6 +216,7 @@ class ForwarderHandler:
             reason = f"cannot build the {self._network} request: {type(exc).__name__}: {exc}"
             return [Attempt(job, record, Permanent(reason)) for job, record in chunk]
         digest = request_hash(request)
+        self._limiter.acquire()
         started = time.monotonic()
         try:
             response = self._http.send(request)
@@ -222,8 +225,19 @@ class ForwarderHandler:
             return [Attempt(job, record, RetryLater(str(exc)), None, latency, digest) for job, record in chunk]
         latency = int((time.monotonic() - started) * 1000)
         outcomes = self._classify(response, jobs)
+        self._adapt_rate(response, outcomes)
         return [Attempt(job, record, outcome, response.status, latency, digest)
                 for (job, record), outcome in zip(chunk, outcomes, strict=True)]
+
+    def _adapt_rate(self, response: HttpResponse, outcomes: list[Outcome]) -> None:
+        limited = response.status == 429 or any(
+            isinstance(o, RetryLater) and o.error_code in RATE_LIMIT_CODES for o in outcomes
+        )
+        if limited:
+            self._limiter.on_rate_limited()
+        elif all(isinstance(o, Delivered) for o in outcomes):
+            self._limiter.on_success()
+        FORWARD_RATE.labels(self._network).set(self._limiter.rate)
 
     def _classify(self, response: HttpResponse, jobs: list[ForwardJob]) -> list[Outcome]:
         try:
