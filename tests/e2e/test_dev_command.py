@@ -31,11 +31,16 @@ def alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
-def test_dev_runs_the_whole_system_and_stops_cleanly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("given", ["embedded", "external"])
+def test_dev_runs_the_whole_system_and_stops_cleanly(given: str, tmp_path: Path,
+                                                     request: pytest.FixtureRequest) -> None:
     gateway_port, broker_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APPREFER_", "KAFKA_", "DATABASE_"))}
     env.update(APPREFER_DATA_DIR=str(tmp_path / "var"), APPREFER_GATEWAY_PORT=str(gateway_port),
                APPREFER_DEV_BROKER_PORT=str(broker_port), APPREFER_LOG_LEVEL="WARNING")
+    if given == "external":  # a broker and a PostgreSQL of the user's: dev starts no broker, uses no SQLite
+        env["KAFKA_BOOTSTRAP_SERVERS"] = request.getfixturevalue("fresh_bootstrap")
+        env["DATABASE_URL"] = request.getfixturevalue("empty_pg_url")
     log = (tmp_path / "dev.log").open("wb")
     dev = subprocess.Popen([sys.executable, "-m", "services.cli", "dev"], env=env, cwd=REPO, stdout=log,
                            stderr=subprocess.STDOUT)
@@ -50,7 +55,7 @@ def test_dev_runs_the_whole_system_and_stops_cleanly(tmp_path: Path) -> None:
 
         wait_until(ready, timeout=60, what="apprefer dev to be ready")
         token = (tmp_path / "var" / "admin.token").read_text().strip()
-        assert (tmp_path / "var" / "apprefer.db").exists()
+        assert (tmp_path / "var" / "apprefer.db").exists() is (given == "embedded")
         headers = {"Authorization": f"Bearer {token}"}
         status, _, app = http_call("POST", f"{base}/admin/v1/apps", {"name": "dev", "platform": "ios"}, headers)
         assert status == 201
@@ -67,7 +72,8 @@ def test_dev_runs_the_whole_system_and_stops_cleanly(tmp_path: Path) -> None:
 
         wait_until(attributed, timeout=30, what="the install to be processed")
         children = children_of(dev.pid)
-        assert len(children) >= 3, children  # broker, gateway, attribution
+        # gateway, attribution, skan, fanout, audit, four forwarders (+ the broker when embedded)
+        assert len(children) == (10 if given == "embedded" else 9), children
     finally:
         dev.send_signal(signal.SIGTERM)
         code = dev.wait(timeout=30)
