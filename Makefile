@@ -29,3 +29,8 @@ unit: setup
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+# SIGKILL chaos through the whole pipeline (tests/chaos); `make test` runs the same test with 2,000 events.
+.PHONY: chaos
+chaos: setup
+	APPREFER_CHAOS_EVENTS=$${APPREFER_CHAOS_EVENTS:-20000} $(BIN)/pytest -q -p no:cacheprovider -s tests/chaos

@@ -34,15 +34,29 @@ def psycopg_url(sqlalchemy_url: str) -> str:
 
 
 @contextmanager
-def postgres_server() -> Iterator[str]:
+def postgres_server() -> Iterator[PostgresProcess]:
     with PostgresProcess() as pg:
-        yield pg.url
+        yield pg
+
+
+def postmaster_pid(pg: PostgresProcess) -> int:
+    """The postmaster runs detached (pg_ctl), so it is found through its pid file."""
+    try:
+        return int((pg.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return 0
 
 
 def migrated_database(server_url: str, purpose: str) -> str:
     url = create_database(server_url, f"bench_{purpose}_{uuid.uuid4().hex[:8]}")
     upgrade(url)
     return url
+
+
+def broker_pid(broker: BrokerProcess) -> int:
+    """The broker's process id, for CPU accounting (the test harness keeps its Popen private)."""
+    process = getattr(broker, "_proc", None)
+    return process.pid if process is not None else 0
 
 
 @contextmanager

@@ -49,11 +49,13 @@ class Counters:
     failed: Synchronized[int]  # events in requests answered otherwise, or not at all
     audited: Synchronized[int]  # written by the audit watcher: delivered rows of this prefix
     late_ms: Synchronized[int]  # open loop: how far the schedule slipped in total (all workers busy)
+    started_ms: Synchronized[int]  # epoch ms of the first send
+    ended_ms: Synchronized[int]  # epoch ms when the last worker stopped sending
 
     @classmethod
     def create(cls) -> Counters:
         ctx = multiprocessing.get_context("spawn")
-        return cls(*(ctx.Value("q", 0) for _ in range(5)))
+        return cls(*(ctx.Value("q", 0) for _ in range(7)))
 
 
 def device_events(prefix: str, device: int, send_ms: int) -> list[dict[str, Any]]:
@@ -94,7 +96,9 @@ class Load:
         async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
             self.deadline = time.monotonic() + self.plan.seconds
             self.next_slot = time.monotonic()
+            self.counters.started_ms.value = int(time.time() * 1000)
             await asyncio.gather(*(self.worker(session) for _ in range(WORKERS)))
+            self.counters.ended_ms.value = int(time.time() * 1000)
 
     async def wait_turn(self) -> bool:
         """False when the run is over."""

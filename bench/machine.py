@@ -34,13 +34,14 @@ def _busy_and_total_ticks() -> tuple[int, int]:
     return total - idle, total
 
 
-def _process_ticks(pid: int) -> int | None:
+def _process_stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, CPU ticks used so far) of a live process."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = stat[stat.rindex(")") + 2:].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
+    return int(fields[1]), int(fields[11]) + int(fields[12])  # ppid, utime + stime
 
 
 def _comm(pid: int) -> str:
@@ -55,15 +56,23 @@ class CpuSnapshot:
     at: float
     busy: int
     total: int
-    per_pid: dict[int, int]
+    per_pid: dict[int, tuple[int, int]]  # pid -> (ppid, ticks)
+
+
+OTHERS = "not the bench (other processes)"
 
 
 class CpuMeter:
-    """CPU seconds per labelled process between two snapshots; unlabelled processes count by name
-    (postgres backends as `postgres`, the Tansu binary as `broker`, wrk as `wrk`)."""
+    """CPU used per group of processes between two snapshots, in cores (1.0 = one core busy).
+
+    A process belongs to the group of its nearest labelled ancestor (a service, the broker, the
+    PostgreSQL postmaster, which runs detached); other descendants of the bench count by their name
+    (wrk, py-spy); everything else on the machine is reported as OTHERS, so a run disturbed by another
+    workload says so.
+    """
 
     def __init__(self) -> None:
-        self.labels: dict[int, str] = {}
+        self.labels: dict[int, str] = {os.getpid(): "bench (driver, audit watcher)"}
 
     def label(self, pid: int, name: str) -> None:
         self.labels[pid] = name
@@ -73,26 +82,33 @@ class CpuMeter:
         per_pid = {}
         for entry in os.listdir("/proc"):
             if entry.isdigit():
-                ticks = _process_ticks(int(entry))
-                if ticks is not None:
-                    per_pid[int(entry)] = ticks
+                stat = _process_stat(int(entry))
+                if stat is not None:
+                    per_pid[int(entry)] = stat
         return CpuSnapshot(time.monotonic(), busy, total, per_pid)
 
+    def _group(self, pid: int, parents: Mapping[int, int]) -> str:
+        seen = pid
+        for _ in range(64):
+            if seen in self.labels:
+                return self.labels[seen] if seen != os.getpid() or pid == seen else _comm(pid)
+            seen = parents.get(seen, 0)
+            if seen <= 1:
+                return OTHERS
+        return OTHERS
+
     def usage(self, before: CpuSnapshot, after: CpuSnapshot) -> dict[str, object]:
-        """Machine busy fraction and the cores each group of processes used (1.0 = one full core)."""
+        """Machine busy fraction and the cores each group of processes used."""
         seconds = max(after.at - before.at, 1e-9)
-        cores: Mapping[str, float]
-        by_name: dict[str, float] = defaultdict(float)
-        for pid, ticks in after.per_pid.items():
-            used = ticks - before.per_pid.get(pid, 0)
-            if used <= 0:
-                continue
-            name = self.labels.get(pid) or _comm(pid)
-            by_name[name] += used / TICKS_PER_SECOND / seconds
-        cores = {name: round(value, 2) for name, value in sorted(by_name.items(), key=lambda kv: -kv[1])
-                 if value >= 0.01}
+        parents = {pid: ppid for pid, (ppid, _) in after.per_pid.items()}
+        by_group: dict[str, float] = defaultdict(float)
+        for pid, (_, ticks) in after.per_pid.items():
+            used = ticks - before.per_pid.get(pid, (0, 0))[1]
+            if used > 0:
+                by_group[self._group(pid, parents)] += used / TICKS_PER_SECOND / seconds
         total = after.total - before.total
         return {
             "machine_busy": round((after.busy - before.busy) / total, 3) if total else 0.0,
-            "cores_by_process": cores,
+            "cores_by_process": {name: round(value, 2) for name, value in
+                                 sorted(by_group.items(), key=lambda kv: -kv[1]) if value >= 0.01},
         }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,9 +54,10 @@ def py_spy() -> str | None:
 
 
 class Recording:
-    """py-spy sampling one process for `seconds`, in the background (raw stacks + flame graph)."""
+    """py-spy sampling one process for `seconds`, starting `delay` seconds from now, in the background.
+    Raw stacks always; a flame graph (SVG) too when `flamegraph`."""
 
-    def __init__(self, name: str, pid: int, seconds: int) -> None:
+    def __init__(self, name: str, pid: int, seconds: int, delay: float = 0.0, flamegraph: bool = True) -> None:
         binary = py_spy()
         if binary is None:
             raise RuntimeError("py-spy is not installed (make bench installs it into .venv)")
@@ -63,15 +65,20 @@ class Recording:
         self.name = name
         self.raw = PROFILES / f"{name}.txt"
         self.svg = PROFILES / f"{name}.svg"
-        common = ["record", "--pid", str(pid), "--duration", str(seconds), "--rate", str(RATE), "--nonblocking",
-                  "--full-filenames"]
-        self._processes = [
-            subprocess.Popen([binary, *common, "--format", fmt, "--output", str(path)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            for fmt, path in (("raw", self.raw), ("flamegraph", self.svg))
-        ]
+        common = [binary, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", str(RATE),
+                  "--nonblocking", "--full-filenames"]
+        outputs = [("raw", self.raw)] + ([("flamegraph", self.svg)] if flamegraph else [])
+        self._commands = [[*common, "--format", fmt, "--output", str(path)] for fmt, path in outputs]
+        self._processes: list[subprocess.Popen[bytes]] = []
+        self._starter = threading.Timer(delay, self._start)
+        self._starter.start()
+
+    def _start(self) -> None:
+        self._processes = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                           for command in self._commands]
 
     def wait(self) -> ProfileSummary:
+        self._starter.join()
         errors = []
         for process in self._processes:
             _, stderr = process.communicate(timeout=120)

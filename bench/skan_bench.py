@@ -19,7 +19,6 @@ import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from services.skan.decode import SIMULATED_TEST_APP_SCHEMAS, decode, estimated_install_time, schema_in_force

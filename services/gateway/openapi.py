@@ -256,7 +256,7 @@ def _query(name: str, description: str = "", **schema: Any) -> dict[str, Any]:
 
 
 INGEST_ERRORS = {"400": _r("InputError"), "401": _r("Unauthorized"), "413": _r("TooLarge"), "503": _r("Unavailable")}
-ADMIN = [{"adminToken": []}]
+ADMIN: list[dict[str, list[str]]] = [{"adminToken": []}]
 ADMIN_ERRORS = {"401": _r("Unauthorized"), "503": _r("AdminDisabled")}
 APP_ID = _path_param("app_id")
 NETWORK = _path_param("network", f"one of {', '.join(NETWORKS)}; any other is a 404")
@@ -320,7 +320,7 @@ PATHS: dict[str, Any] = {
             "network": _nullable({"type": "string"}),
             "campaign": _nullable({"type": "string"}),
             **{name: _nullable({"anyOf": [_text(500), {"type": "number"}]}) for name in KNOWN_CLICK_PARAMS},
-        }, maxProperties=55)),
+        }, additionalProperties=_nullable({"anyOf": [_text(500), {"type": "number"}]}))),
         "responses": {
             "202": _json(_obj({"accepted": {"const": 1}, "click_key": {"type": "string"}}, ["accepted", "click_key"]),
                          "the click is on clicks.raw"),
@@ -475,12 +475,36 @@ PATHS: dict[str, Any] = {
     },
 }
 
+# aiohttp's HTTP parser answers a request line (path + query) or a header longer than 8190 bytes itself, before
+# any handler: 400 with a text/plain body. Every operation with parameters can meet it.
+LINE_TOO_LONG = "request line or a header over 8190 bytes (the HTTP layer's answer, text/plain)"
+
+
+def _add_line_too_long(paths: dict[str, Any]) -> None:
+    for item in paths.values():
+        for operation in item.values():
+            responses = operation["responses"]
+            bad = responses.get("400")
+            if not operation.get("parameters") or (bad and "text/plain" in bad.get("content", {})):
+                continue  # (the two SKAN routes share their responses)
+            if bad is None:
+                bad = {"description": LINE_TOO_LONG, "content": {}}
+            else:
+                if "$ref" in bad:
+                    bad = COMPONENTS["responses"][bad["$ref"].rsplit("/", 1)[1]]
+                bad = {**bad, "description": f"{bad['description']}; or {LINE_TOO_LONG}"}
+            responses["400"] = {**bad, "content": {**bad["content"], "text/plain": {"schema": {"type": "string"}}}}
+
+
+_add_line_too_long(PATHS)
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
         "title": "apprefer gateway",
         "version": "1",
-        "description": __doc__.split("\n\n", 1)[1].strip() if __doc__ else "",
+        "description": "Self-hosted mobile attribution: the ingest gateway and its admin API. Request bodies are "
+                       "parsed as JSON whatever their Content-Type; a body that is not JSON is a 400 invalid_json.",
     },
     "paths": PATHS,
     "components": COMPONENTS,

@@ -38,9 +38,11 @@ from tests.support.pipeline import AdminApi, ServiceProcess, http_call, service_
 EVENTS = int(os.environ.get("APPREFER_CHAOS_EVENTS", "2000"))
 SEED = int(os.environ.get("APPREFER_CHAOS_SEED", "20240607"))
 KILL_AFTER_SEND_SECONDS = float(os.environ.get("APPREFER_CHAOS_KILL_SECONDS", "20"))  # kills go on this long
+# Traffic is paced so that kills land while events flow through every stage, not after a burst has drained.
+RATE = float(os.environ.get("APPREFER_CHAOS_RATE", "150"))  # events per second offered to the gateway
 KILL_INTERVAL_SECONDS = (2.0, 4.0)
 KILL_PHASE_MAX_SECONDS = 900.0  # a bound, whatever happens to the senders
-DEVICES_PER_REQUEST = 250  # an install and a purchase each: 500 events, the gateway's maximum per request
+DEVICES_PER_REQUEST = 50  # an install and a purchase each: 100 events per request (the gateway takes 500)
 CLIENTS = 4
 DRAIN_TIMEOUT_SECONDS = 180 + EVENTS / 40
 PROGRESS_EVERY_SECONDS = 5.0
@@ -63,7 +65,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(int(600 + EVENTS / 10))]
 
 @dataclass
 class Plan:
-    requests: list[list[dict[str, Any]]] = field(default_factory=list)  # bodies' event lists, 500 events each
+    requests: list[list[dict[str, Any]]] = field(default_factory=list)  # each request's events
     meta: set[tuple[str, str]] = field(default_factory=set)  # (event_name, event_id) as Meta dedupes
     tiktok: set[tuple[str, str]] = field(default_factory=set)  # (event, event_id) as TikTok dedupes
     audit: set[tuple[str, str, str]] = field(default_factory=set)  # (event_id, network, status)
@@ -154,11 +156,16 @@ class Consumers:
 
 def killer(consumers: Consumers, rng: random.Random, phase_over: Callable[[], bool], stop: threading.Event,
            started: float) -> None:
+    """Victims are drawn in rounds, each a random permutation of the consumers, so even a short run kills
+    every consumer at least once and none twice in a row more often than chance allows."""
+    victims: list[str] = []
     while not stop.wait(rng.uniform(*KILL_INTERVAL_SECONDS)):
         consumers.revive_crashed()
         if phase_over():
             return
-        name = rng.choice(sorted(CONSUMERS))
+        if not victims:
+            victims = rng.sample(sorted(CONSUMERS), len(CONSUMERS))
+        name = victims.pop()
         consumers.kill_and_restart(name)
         print(f"  t={time.monotonic() - started:6.1f}s  SIGKILL {name} (#{sum(consumers.kills.values())}), "
               "restarted", flush=True)
@@ -167,14 +174,28 @@ def killer(consumers: Consumers, rng: random.Random, phase_over: Callable[[], bo
 # -- sending ----------------------------------------------------------------------------------------------------
 
 class Sender:
-    def __init__(self, base: str, key: str) -> None:
+    """Posts requests at `rate` events per second: request i is not sent before its time slot."""
+
+    def __init__(self, base: str, key: str, rate: float) -> None:
         self._url = f"{base}/v1/events"
         self._headers = {"Authorization": f"Bearer {key}"}
+        self._rate = rate
         self._lock = threading.Lock()
+        self._start = time.monotonic()
         self.sent = 0
         self.refusals: Counter[str] = Counter()  # 503s and connection errors, each retried
 
-    def post(self, events: list[dict[str, Any]]) -> None:
+    def send_all(self, requests: list[list[dict[str, Any]]], clients: int) -> None:
+        self._start = time.monotonic()
+        slots, offered = [], 0
+        for events in requests:
+            slots.append(offered / self._rate)
+            offered += len(events)
+        with ThreadPoolExecutor(clients, thread_name_prefix="chaos-client") as pool:
+            list(pool.map(self.post, requests, slots))
+
+    def post(self, events: list[dict[str, Any]], slot: float = 0.0) -> None:
+        time.sleep(max(0.0, self._start + slot - time.monotonic()))
         for _ in range(120):
             try:
                 status, headers, answer = http_call("POST", self._url, {"events": events}, self._headers,
@@ -212,6 +233,16 @@ def audit_triples(engine: Engine, app_id: str) -> tuple[set[tuple[str, str, str]
         ledger_skips = int(connection.scalar(select(func.count()).select_from(AuditEntry).where(
             AuditEntry.app_id == app_id, AuditEntry.detail == LEDGER_SKIP)) or 0)
     return triples, rows, ledger_skips
+
+
+def delivery_latency(engine: Engine, app_id: str) -> tuple[float, float, int]:
+    """p50, p99 and max of the network calls' latency (ms) of delivered jobs: a slow fake would show here."""
+    column = AuditEntry.latency_ms
+    with engine.connect() as connection:
+        p50, p99, most = connection.execute(
+            select(func.percentile_cont(0.5).within_group(column), func.percentile_cont(0.99).within_group(column),
+                   func.max(column)).where(AuditEntry.app_id == app_id, AuditEntry.status == "delivered")).one()
+    return float(p50 or 0), float(p99 or 0), int(most or 0)
 
 
 def audit_rows(engine: Engine, app_id: str) -> int:
@@ -265,8 +296,9 @@ def test_sigkilled_consumers_lose_nothing_and_duplicate_nothing(fresh_bootstrap:
             for network, body in integrations.items():
                 admin.call("PUT", f"/apps/{app['app_id']}/integrations/{network}", body)
             consumers = Consumers(env, tmp_path)
-            sender = Sender(base, app["live_key"])
-            print(f"\nchaos: {expected.events:,} events, seed {SEED}, logs in {tmp_path}", flush=True)
+            sender = Sender(base, app["live_key"], RATE)
+            print(f"\nchaos: {expected.events:,} events offered at {RATE:.0f}/s, seed {SEED}, logs in {tmp_path}",
+                  flush=True)
 
             started = time.monotonic()
             sent_at: list[float] = []
@@ -280,8 +312,7 @@ def test_sigkilled_consumers_lose_nothing_and_duplicate_nothing(fresh_bootstrap:
                                        args=(consumers, rng, kill_phase_over, stop_killing, started))
             killing.start()
             try:
-                with ThreadPoolExecutor(CLIENTS, thread_name_prefix="chaos-client") as clients:
-                    list(clients.map(sender.post, expected.requests))
+                sender.send_all(expected.requests, CLIENTS)
                 sent_at.append(time.monotonic())
                 print(f"  t={sent_at[0] - started:6.1f}s  all {sender.sent:,} events accepted by the gateway",
                       flush=True)
@@ -324,6 +355,7 @@ def test_sigkilled_consumers_lose_nothing_and_duplicate_nothing(fresh_bootstrap:
         resends = {"meta": meta.duplicates, "tiktok": tiktok.duplicates}
         raw_received = {"meta": len(meta.events), "tiktok": len(tiktok.events)}
     audited, rows, ledger_skips = audit_triples(engine, app["app_id"])
+    latency = delivery_latency(engine, app["app_id"])
     engine.dispose()
     dlq_topics = [topic for topic in all_topics() if topic.endswith(".dlq")]
     counted = count_records(fresh_bootstrap, [*dlq_topics, "forward.meta", "forward.tiktok"])
@@ -351,6 +383,8 @@ def test_sigkilled_consumers_lose_nothing_and_duplicate_nothing(fresh_bootstrap:
                        f"{len(expected.audit):,}, missing {len(missing_audit)}"),
         ("audit 'already delivered' skips", f"{ledger_skips}"),
         ("audit rejected/dead_lettered/retrying", ", ".join(f"{k} {v}" for k, v in bad_audit.items()) or "0"),
+        ("network call latency (delivered)", f"p50 {latency[0]:.0f} ms, p99 {latency[1]:.0f} ms, "
+                                             f"max {latency[2]} ms"),
         ("forward jobs produced (incl. replays)", f"meta {counted['forward.meta']:,}, "
                                                   f"tiktok {counted['forward.tiktok']:,}"),
         ("DLQ sizes", ", ".join(f"{topic} {counted[topic]}" for topic in NAMED_DLQS)

@@ -12,13 +12,13 @@ send application/x-www-form-urlencoded), so a JSON body labelled text/plain is a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -100,11 +100,12 @@ def event(event_id: str | None = None, **overrides: Any) -> dict[str, Any]:
     return body
 
 
-def nested(depth: int, leaf: Any = 1) -> Any:
-    value = leaf
-    for _ in range(depth - 1):
-        value = [value]
-    return value
+DEEP = "__deep__"
+
+
+def with_deep(body: Any, depth: int) -> bytes:
+    """`body` as JSON with the string DEEP replaced by arrays nested `depth` levels (json.dumps would recurse)."""
+    return json.dumps(body).replace(f'"{DEEP}"', "[" * (depth - 1) + "1" + "]" * (depth - 1)).encode()
 
 
 def postback(transaction_id: str, **overrides: Any) -> dict[str, Any]:
@@ -190,28 +191,29 @@ def test_deeply_nested_json_is_400_not_a_crash(gw: Gw) -> None:
                           ("/v1/skan/postbacks", {})]:
         assert_clear_4xx(gw.call("POST", path, raw=brackets, headers=headers), 400, field="body")
     # Within orjson's parse limit (1024) but past what it can serialise again (254): was a 500.
+    rc_path, rc_headers = f"/v1/webhooks/revenuecat/{gw.app['app_id']}", {"Authorization": RC_AUTHORIZATION}
     for depth in (65, 300, 1000):
         m = marker()
-        gw.markers[EVENTS_RAW].add(m)
-        post_event_json(gw, event(m, properties={"deep": nested(depth)}), status=400, field="body")
-        post_event_json(gw, {"events": [event(m, extra=nested(depth))]}, status=400, field="body")
-        click = {"click_id": m, "deep": nested(depth)}
+        gw.markers[EVENTS_RAW].update({m, "rc_" + m})
         gw.markers[CLICKS_RAW].add(m)
-        assert_clear_4xx(gw.call("POST", "/v1/clicks", body=click, headers=gw.key_headers), 400, field="body")
         gw.markers[SKAN_RAW].add(m)
-        assert_clear_4xx(gw.call("POST", "/v1/skan/postbacks", body=postback(m, partner=nested(depth))),
-                         400, field="body")
-        webhook = {"event": {"id": m, "type": "TEST", "subscriber_attributes": {"x": nested(depth)}}}
-        gw.markers[EVENTS_RAW].add("rc_" + m)
-        assert_clear_4xx(gw.call("POST", f"/v1/webhooks/revenuecat/{gw.app['app_id']}", body=webhook,
-                                 headers={"Authorization": RC_AUTHORIZATION}), 400, field="body")
-        answer = gw.call("PUT", f"/admin/v1/apps/{gw.playground_app_id}/integrations/meta",
-                         body={"settings": {"deep": nested(depth)}}, headers=gw.admin.headers)
-        assert_clear_4xx(answer, 400, field="body")
+        requests = [
+            ("POST", "/v1/events", gw.key_headers, event(m, properties={"deep": DEEP})),
+            ("POST", "/v1/events", gw.key_headers, {"events": [event(m, extra=DEEP)]}),
+            ("POST", "/v1/clicks", gw.key_headers, {"click_id": m, "deep": DEEP}),
+            ("POST", "/v1/skan/postbacks", {}, postback(m, partner=DEEP)),
+            ("POST", rc_path, rc_headers, {"event": {"id": m, "type": "TEST", "subscriber_attributes": DEEP}}),
+            ("PUT", f"/admin/v1/apps/{gw.playground_app_id}/integrations/meta", gw.admin.headers,
+             {"settings": {"deep": DEEP}}),
+            ("PUT", f"/admin/v1/apps/{gw.playground_app_id}/skan/schema", gw.admin.headers,
+             {"schema_id": "s", "valid_from": "2024-01-01T00:00:00Z", "mode": "table", "fine": {"0": DEEP}}),
+        ]
+        for method, path, headers, body in requests:
+            answer = gw.call(method, path, raw=with_deep(body, depth), headers=headers)
+            assert_clear_4xx(answer, 400, field="body")
     # 64 levels are fine.
-    m = marker()
-    assert gw.call("POST", "/v1/events", body=event(m, properties={"ok": nested(62)}),
-                   headers=gw.key_headers)[0] == 202
+    ok = with_deep(event(properties={"ok": DEEP}), 62)
+    assert gw.call("POST", "/v1/events", raw=ok, headers=gw.key_headers)[0] == 202
     events_clean(gw)
 
 
@@ -340,6 +342,9 @@ def test_bad_clicks_are_4xx_and_not_produced(gw: Gw) -> None:
     gw.markers[CLICKS_RAW].add(m)
     answer = gw.call("GET", f"/c/{gw.link_id}?click_id={m}&gclid={'x' * 501}")
     assert_clear_4xx(answer, 400, field="gclid")
+    # A request line over 8190 bytes: aiohttp's parser answers 400 text/plain before any handler (documented).
+    status, _, _ = gw.call("GET", f"/c/{gw.link_id}?click_id={m}&x={'y' * 9000}")
+    assert status == 400
     for link in ("lnk_unknown", "%00", "%ff%fe", "a%2Fb", "x" * 5000):
         assert_clear_4xx(gw.call("GET", f"/c/{link}?click_id={marker()}"), 404, "not_found")
 
@@ -413,8 +418,9 @@ def test_admin_api_rejects_unstorable_input_with_4xx(gw: Gw) -> None:
     assert_clear_4xx(call("PUT", f"/apps/{app_id}/skan/schema", schema), 400, field="valid_from")
     assert_clear_4xx(call("PUT", f"/apps/{app_id}/skan/schema", {**schema, "valid_from": "2024-01-01T00:00:00Z",
                                                                  "schema_id": "s" * 101}), 400)
-    assert_clear_4xx(call("PUT", f"/apps/{app_id}/integrations/meta", {"credentials": {"k": "\u0000"},
-                                                                       "settings": {"a": "\u0000"}}), 400)
+    # JSON columns keep a NUL escaped: storable.
+    assert call("PUT", f"/apps/{app_id}/integrations/meta", {"credentials": {"k": "\u0000"},
+                                                             "settings": {"a": "\u0000"}})[0] == 200
 
 
 # --- schemathesis ---------------------------------------------------------------------------------------
@@ -423,8 +429,10 @@ def test_admin_api_rejects_unstorable_input_with_4xx(gw: Gw) -> None:
 def test_schemathesis_finds_no_server_error_and_no_contract_violation(gw: Gw) -> None:
     import schemathesis
     from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis.errors import Unsatisfiable
     from schemathesis import GenerationMode
     from schemathesis.checks import not_a_server_error
+    from schemathesis.core.failures import FailureGroup
     from schemathesis.specs.openapi.checks import (
         content_type_conformance,
         response_schema_conformance,
@@ -470,16 +478,20 @@ def test_schemathesis_finds_no_server_error_and_no_contract_violation(gw: Gw) ->
             if time.monotonic() > deadline or len(failures) > 40:
                 return
             counts[label] = counts.get(label, 0) + 1
+            response = None
             try:
                 response = case.call(base_url=gw.base, headers=headers, timeout=30)
                 if operation.path == "/v1/events":
                     note_event_ids(case, response.status_code)
                 case.validate_response(response, checks=checks, headers=headers)
-            except Exception as exc:
-                failures.append(f"{label}: {type(exc).__name__}: {str(exc)[:1500]}\n"
-                                f"    {case.as_curl_command(headers=headers)[:1500]}")
+            except (Exception, FailureGroup) as exc:
+                problems = [str(e).splitlines()[0] for e in getattr(exc, "exceptions", [exc])]
+                answer = f"{response.status_code} {response.text[:300]!r}" if response is not None else "no answer"
+                failures.append(f"{label}: {'; '.join(problems)}\n    answer: {answer}\n"
+                                f"    request: {case.as_curl_command(headers=headers)[:600]}")
 
-        fuzz()
+        with contextlib.suppress(Unsatisfiable):  # nothing to negate (no parameters, no body)
+            fuzz()
 
     operations = [result.ok() for result in schema.get_all_operations()]
     # Ingest first: the admin fuzzer works on its own app, but keep the ingest setup untouched while it runs.
@@ -493,6 +505,7 @@ def test_schemathesis_finds_no_server_error_and_no_contract_violation(gw: Gw) ->
             if pins and mode is GenerationMode.POSITIVE:
                 run(operation, mode, {})  # random ids too: 404s must be JSON and documented
 
+    print(counts)
     assert not failures, f"{len(failures)} failures:\n" + "\n".join(failures)
     assert sum(counts.values()) >= 100, counts  # the time limit must not have starved the run
     assert gw.markers[EVENTS_RAW] - accepted_ids, "the fuzzer produced no rejected event"
