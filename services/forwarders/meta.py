@@ -28,6 +28,7 @@ from shared.forwarding.model import (
     Permanent,
     RetryLater,
 )
+from shared.forwarding.payload import order_fields, required
 
 NETWORK = "meta"
 BATCH_LIMIT = 1_000
@@ -102,24 +103,13 @@ def test_result(response: HttpResponse) -> ConnectionCheck:
 
 
 def _url(integration: Integration, base_url: str, access_token: str | None, suffix: str) -> str:
-    dataset_id = quote(_required(integration.settings, "settings.dataset_id"), safe="")
-    token = access_token or _required(integration.credentials, "credentials.access_token")
+    dataset_id = quote(required(integration.settings, "settings.dataset_id", NETWORK), safe="")
+    token = access_token or required(integration.credentials, "credentials.access_token", NETWORK)
     return f"{base_url.rstrip('/')}/{GRAPH_VERSION}/{dataset_id}{suffix}?{urlencode({'access_token': token})}"
 
 
-def _required(config: Mapping[str, Any], name: str) -> str:
-    value = config.get(name.split(".", 1)[1])
-    if not value:
-        raise ValueError(f"{name} is not set for the {NETWORK} integration")
-    return str(value)
-
-
 def _event(job: ForwardJob, bundle_id: str) -> dict[str, Any]:
-    custom_data: dict[str, Any] = {"order_id": job.event_id}
-    if job.revenue_amount is not None:
-        custom_data["value"] = job.revenue_amount
-    if job.revenue_currency:
-        custom_data["currency"] = job.revenue_currency
+    custom_data = order_fields(job, str.lower)
     return {
         "event_name": job.network_event_name,
         "event_time": job.event_time_ms // 1000,

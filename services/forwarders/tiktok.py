@@ -30,6 +30,7 @@ from shared.forwarding.model import (
     Permanent,
     RetryLater,
 )
+from shared.forwarding.payload import order_fields, required
 
 NETWORK = "tiktok"
 BATCH_LIMIT = 1_000
@@ -88,25 +89,14 @@ def test_result(response: HttpResponse) -> ConnectionCheck:
 
 
 def _track(integration: Integration, base_url: str, access_token: str | None, fields: Mapping[str, Any]) -> HttpRequest:
-    token = access_token or _required(integration.credentials, "credentials.access_token")
-    body = {"event_source": "app", "event_source_id": _required(integration.settings, "settings.tiktok_app_id"),
+    token = access_token or required(integration.credentials, "credentials.access_token", NETWORK)
+    body = {"event_source": "app", "event_source_id": required(integration.settings, "settings.tiktok_app_id", NETWORK),
             **fields}
     return HttpRequest("POST", f"{base_url.rstrip('/')}{API_PATH}", headers={"Access-Token": token}, json=body)
 
 
-def _required(config: Mapping[str, Any], name: str) -> str:
-    value = config.get(name.split(".", 1)[1])
-    if not value:
-        raise ValueError(f"{name} is not set for the {NETWORK} integration")
-    return str(value)
-
-
 def _event(job: ForwardJob, integration: Integration) -> dict[str, Any]:
-    properties: dict[str, Any] = {"order_id": job.event_id}
-    if job.revenue_amount is not None:
-        properties["value"] = job.revenue_amount
-    if job.revenue_currency:
-        properties["currency"] = job.revenue_currency.upper()
+    properties = order_fields(job)
     return {
         "event": job.network_event_name,
         "event_time": job.event_time_ms // 1000,

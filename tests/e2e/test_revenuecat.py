@@ -68,7 +68,7 @@ def test_revenuecat_purchase_inherits_the_device_attribution_and_is_forwarded_on
     pipeline.audited(rc_event_id, "meta", "delivered")
     [sent] = [e for e in pipeline.meta.events if e.get("event_id") == rc_event_id]
     assert sent["event_name"] == "Subscribe" and sent["user_data"]["fbc"].endswith(".IwAR-rc-click")
-    assert sent["custom_data"]["value"] == 4.99 and sent["custom_data"]["currency"] == "USD"
+    assert sent["custom_data"]["value"] == 4.99 and sent["custom_data"]["currency"] == "usd"  # as Meta's SDK sends it
     assert "Buyer@Example.com".lower() not in repr(pipeline.meta.requests).lower()
 
     # Found through the app user id, which the SDK sent (hashed) as user.external_id.
