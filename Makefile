@@ -34,3 +34,13 @@ clean:
 .PHONY: chaos
 chaos: setup
 	APPREFER_CHAOS_EVENTS=$${APPREFER_CHAOS_EVENTS:-20000} $(BIN)/pytest -q -p no:cacheprovider -s tests/chaos
+
+# Benchmarks against real processes (docs/benchmarks.md); BENCH_ARGS="--only gateway --no-profile" etc.
+.PHONY: bench
+bench: setup
+	@command -v wrk >/dev/null || { export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -qq wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; }
+	@test -x $(BIN)/py-spy || $(BIN)/pip install --quiet py-spy
+	$(BIN)/python -m bench $(BENCH_ARGS)

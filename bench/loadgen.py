@@ -7,7 +7,7 @@ whoever finds the event's audit row can tell how long it took without asking thi
 
 Two ways to drive it:
 - `rate`: open loop, events per second on a fixed schedule, whatever happens downstream;
-- `window`: closed loop, at most `window` events sent and not yet audited (the bench's audit watcher
+- `closed_loop`: at most `Counters.window` events sent and not yet audited (the bench's audit watcher
   publishes the audited count), which keeps the pipeline saturated without an unbounded backlog.
 """
 
@@ -37,7 +37,7 @@ class LoadPlan:
     prefix: str  # starts every event id; names the phase
     seconds: float
     rate: float | None = None  # events/s, open loop
-    window: int | None = None  # events in flight, closed loop
+    closed_loop: bool = False  # True: at most `Counters.window` events in flight, no rate
 
 
 @dataclass
@@ -51,11 +51,14 @@ class Counters:
     late_ms: Synchronized[int]  # open loop: how far the schedule slipped in total (all workers busy)
     started_ms: Synchronized[int]  # epoch ms of the first send
     ended_ms: Synchronized[int]  # epoch ms when the last worker stopped sending
+    window: Synchronized[int]  # closed loop: events allowed in flight (the bench may change it meanwhile)
 
     @classmethod
-    def create(cls) -> Counters:
+    def create(cls, window: int = 0) -> Counters:
         ctx = multiprocessing.get_context("spawn")
-        return cls(*(ctx.Value("q", 0) for _ in range(7)))
+        counters = cls(*(ctx.Value("q", 0) for _ in range(8)))
+        counters.window.value = window
+        return counters
 
 
 def device_events(prefix: str, device: int, send_ms: int) -> list[dict[str, Any]]:
@@ -112,8 +115,7 @@ class Load:
                 with self.counters.late_ms.get_lock():
                     self.counters.late_ms.value += int((now - slot) * 1000)
         else:
-            assert self.plan.window is not None
-            while self.counters.issued.value - self.counters.audited.value >= self.plan.window:
+            while self.counters.issued.value - self.counters.audited.value >= self.counters.window.value:
                 if time.monotonic() >= self.deadline:
                     return False
                 await asyncio.sleep(0.005)

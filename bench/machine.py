@@ -6,7 +6,7 @@ import os
 import platform
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,15 +51,24 @@ def _comm(pid: int) -> str:
         return "?"
 
 
+def _own_children_ticks() -> int:
+    """CPU ticks of this process's children that have exited and been waited for (wrk, load generators)."""
+    stat = Path("/proc/self/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return int(fields[13]) + int(fields[14])  # cutime + cstime
+
+
 @dataclass
 class CpuSnapshot:
     at: float
     busy: int
     total: int
     per_pid: dict[int, tuple[int, int]]  # pid -> (ppid, ticks)
+    exited_children: int
 
 
 OTHERS = "not the bench (other processes)"
+EXITED = "wrk / load generator (finished during the window)"
 
 
 class CpuMeter:
@@ -85,7 +94,7 @@ class CpuMeter:
                 stat = _process_stat(int(entry))
                 if stat is not None:
                     per_pid[int(entry)] = stat
-        return CpuSnapshot(time.monotonic(), busy, total, per_pid)
+        return CpuSnapshot(time.monotonic(), busy, total, per_pid, _own_children_ticks())
 
     def _group(self, pid: int, parents: Mapping[int, int]) -> str:
         seen = pid
@@ -106,9 +115,33 @@ class CpuMeter:
             used = ticks - before.per_pid.get(pid, (0, 0))[1]
             if used > 0:
                 by_group[self._group(pid, parents)] += used / TICKS_PER_SECOND / seconds
+        exited = after.exited_children - before.exited_children
+        by_group[EXITED] += exited / TICKS_PER_SECOND / seconds
         total = after.total - before.total
         return {
             "machine_busy": round((after.busy - before.busy) / total, 3) if total else 0.0,
             "cores_by_process": {name: round(value, 2) for name, value in
                                  sorted(by_group.items(), key=lambda kv: -kv[1]) if value >= 0.01},
         }
+
+
+def background_cores(meter: CpuMeter, seconds: float = 3.0) -> float:
+    """Cores used by processes that are not the bench's, over `seconds`."""
+    before = meter.snapshot()
+    time.sleep(seconds)
+    cores = meter.usage(before, meter.snapshot())["cores_by_process"]
+    assert isinstance(cores, dict)
+    return float(cores.get(OTHERS, 0.0))
+
+
+def wait_until_quiet(meter: CpuMeter, max_wait: float, threshold: float, log: Callable[[str], None]) -> float:
+    """Wait (at most `max_wait` s) until other processes use under `threshold` cores; return what they use."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        cores = background_cores(meter)
+        if cores < threshold or time.monotonic() >= deadline:
+            if cores >= threshold:
+                log(f"machine still busy with other work ({cores:.2f} cores); measuring anyway, see the cpu details")
+            return cores
+        log(f"other processes use {cores:.2f} cores; waiting for a quieter machine")
+        time.sleep(5)

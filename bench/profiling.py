@@ -1,19 +1,30 @@
 """py-spy profiles of running services, and a plain-text summary of where the samples fall.
 
-`py-spy record --format raw` writes collapsed stacks (`frame;frame;... count`, the leaf last); we add
-them up per function (self = the leaf, total = anywhere in the stack) and per component (the library
-or apprefer package the leaf belongs to). A flame graph (SVG) is recorded beside it for reading by eye.
-Sampling is non-blocking (the process is never paused), 100 samples per second, idle threads left out.
+`py-spy record --native --threads --format raw` writes collapsed stacks (`thread;frame;... count`, the
+leaf last), Python and C frames interleaved, so time inside C extensions and CPython itself is named (the
+garbage collector, a socket write, librdkafka, pydantic-core) instead of being charged to the calling
+Python line. The summary keeps the main thread (the gateway's event loop, a consumer's loop) and adds its
+samples up per function (self = the leaf, total = anywhere on the stack) and per component (the library,
+runtime or apprefer package of the leaf); other threads (librdkafka's poll thread, the forwarder's HTTP
+loop) are only counted. A flame graph (SVG) of the main thread is drawn beside it.
+
+Sampling: 100 Hz, idle threads left out; py-spy pauses the process for each sample (needed for native
+stacks), which slows it by a few per cent while profiling: profiles are taken in their own load windows,
+never while a number is measured. A thread blocked in a C call is not always recognised as idle: its
+leaf is then a libc wait (poll: psycopg waiting for PostgreSQL; epoll_wait: the event loop with nothing
+to do; an unnamed libc address: usually a futex, i.e. a lock or a condition variable).
 """
 
 from __future__ import annotations
 
+import html
 import re
 import shutil
 import subprocess
 import threading
+import zlib
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.infra import OUT
@@ -22,6 +33,9 @@ from tests.support.pipeline import REPO
 PROFILES = OUT / "profiles"
 RATE = 100
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
+GC_FUNCTIONS = ("gc_collect", "collect_with_callback", "deduce_unreachable", "move_unreachable", "subtract_refs",
+                "visit_", "update_refs", "gc_collect_main", "_PyObject_GC_Link")
+# First match wins: (marker in the file path, component).
 COMPONENTS = (
     ("services/gateway/", "apprefer gateway"),
     ("services/attribution/", "apprefer attribution"),
@@ -30,21 +44,32 @@ COMPONENTS = (
     ("services/audit/", "apprefer audit"),
     ("shared/kafka/", "apprefer shared/kafka"),
     ("shared/forwarding/", "apprefer shared/forwarding"),
+    ("shared/avro", "apprefer shared/avro"),
     ("shared/", "apprefer shared (other)"),
-    ("/aiohttp/", "aiohttp"),
-    ("/pydantic", "pydantic"),
-    ("/sqlalchemy/", "sqlalchemy"),
-    ("/psycopg", "psycopg"),
-    ("/confluent_kafka/", "confluent_kafka"),
-    ("/fastavro/", "fastavro"),
-    ("/prometheus_client/", "prometheus_client"),
-    ("/tenacity/", "tenacity"),
-    ("/multidict/", "multidict/yarl"),
-    ("/yarl/", "multidict/yarl"),
-    ("asyncio/", "asyncio (stdlib)"),
+    ("aiohttp", "aiohttp"),
+    ("pydantic", "pydantic (+ pydantic-core)"),
+    ("sqlalchemy", "sqlalchemy"),
+    ("libpq", "libpq (PostgreSQL client)"),
+    ("psycopg", "psycopg"),
+    ("librdkafka", "librdkafka"),
+    ("confluent_kafka", "confluent_kafka"),
+    ("fastavro", "fastavro"),
+    ("orjson", "orjson"),
+    ("prometheus_client", "prometheus_client"),
+    ("tenacity", "tenacity"),
+    ("multidict", "multidict/yarl"),
+    ("yarl", "multidict/yarl"),
+    ("libcrypto", "OpenSSL"),
+    ("libc.so", "libc (system calls: socket I/O, waits)"),
+    ("libpython", "CPython runtime (objects, refcounts, dicts)"),
+    ("Python-3.", "CPython runtime (objects, refcounts, dicts)"),
+    ("Objects/", "CPython runtime (objects, refcounts, dicts)"),
+    (".h", "CPython runtime (objects, refcounts, dicts)"),
+    ("asyncio", "asyncio (stdlib)"),
     ("logging/", "logging (stdlib)"),
     ("concurrent/", "threads (stdlib)"),
     ("threading.py", "threads (stdlib)"),
+    ("selectors.py", "asyncio (stdlib)"),
 )
 
 
@@ -54,10 +79,9 @@ def py_spy() -> str | None:
 
 
 class Recording:
-    """py-spy sampling one process for `seconds`, starting `delay` seconds from now, in the background.
-    Raw stacks always; a flame graph (SVG) too when `flamegraph`."""
+    """py-spy sampling one process for `seconds`, starting `delay` seconds from now, in the background."""
 
-    def __init__(self, name: str, pid: int, seconds: int, delay: float = 0.0, flamegraph: bool = True) -> None:
+    def __init__(self, name: str, pid: int, seconds: int, delay: float = 0.0) -> None:
         binary = py_spy()
         if binary is None:
             raise RuntimeError("py-spy is not installed (make bench installs it into .venv)")
@@ -65,33 +89,30 @@ class Recording:
         self.name = name
         self.raw = PROFILES / f"{name}.txt"
         self.svg = PROFILES / f"{name}.svg"
-        common = [binary, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", str(RATE),
-                  "--nonblocking", "--full-filenames"]
-        outputs = [("raw", self.raw)] + ([("flamegraph", self.svg)] if flamegraph else [])
-        self._commands = [[*common, "--format", fmt, "--output", str(path)] for fmt, path in outputs]
-        self._processes: list[subprocess.Popen[bytes]] = []
+        self.command = [binary, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", str(RATE),
+                        "--native", "--threads", "--full-filenames", "--format", "raw", "--output", str(self.raw)]
+        self._process: subprocess.Popen[bytes] | None = None
         self._starter = threading.Timer(delay, self._start)
         self._starter.start()
 
     def _start(self) -> None:
-        self._processes = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-                           for command in self._commands]
+        self._process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def wait(self) -> ProfileSummary:
         self._starter.join()
-        errors = []
-        for process in self._processes:
-            _, stderr = process.communicate(timeout=120)
-            if process.returncode != 0:
-                errors.append(stderr.decode(errors="replace")[-2000:])
-        if errors or not self.raw.exists():
-            raise RuntimeError(f"py-spy failed for {self.name}: {errors}")
+        assert self._process is not None
+        _, stderr = self._process.communicate(timeout=120)
+        if self._process.returncode != 0 or not self.raw.exists():
+            raise RuntimeError(f"py-spy failed for {self.name}: {stderr.decode(errors='replace')[-2000:]}")
         summary = summarise(self.raw)
         (PROFILES / f"{self.name}.summary.txt").write_text(summary.text())
+        self.svg.write_text(flame_graph(summary.stacks, f"{self.name} ({summary.samples} samples)"))
         return summary
 
 
-def _component(path: str) -> str:
+def _component(func: str, path: str) -> str:
+    if func.startswith(GC_FUNCTIONS):
+        return "CPython cyclic garbage collector"
     for marker, name in COMPONENTS:
         if marker in path:
             return name
@@ -99,7 +120,7 @@ def _component(path: str) -> str:
 
 
 def _short(func: str, path: str) -> str:
-    for marker in ("site-packages/", "python3.11/", "/work/main/"):
+    for marker in ("site-packages/", "python3.11/", "/work/main/", "x86_64-linux-gnu/"):
         if marker in path:
             path = path.split(marker, 1)[1]
     return f"{func} ({path})"
@@ -107,23 +128,31 @@ def _short(func: str, path: str) -> str:
 
 @dataclass
 class ProfileSummary:
+    """The main thread's samples (the event loop, or the consumer loop), and how many fell elsewhere."""
+
     name: str
     samples: int
     self_time: Counter[str]
     total_time: Counter[str]
     components: Counter[str]
+    stacks: Counter[tuple[str, ...]] = field(repr=False)
+    other_threads: Counter[str] = field(default_factory=Counter)
 
     def top(self, counter: Counter[str], n: int) -> list[tuple[str, float]]:
         return [(name, round(100 * count / max(self.samples, 1), 1)) for name, count in counter.most_common(n)]
 
-    def as_dict(self, n: int = 12) -> dict[str, object]:
-        return {"samples": self.samples, "top_self_pct": self.top(self.self_time, n),
-                "top_total_pct": self.top(self.total_time, n), "components_pct": self.top(self.components, 20)}
+    def as_dict(self, n: int = 15) -> dict[str, object]:
+        return {"main_thread_samples": self.samples, "other_threads_samples": dict(self.other_threads),
+                "components_pct": self.top(self.components, 20), "top_self_pct": self.top(self.self_time, n),
+                "top_total_pct": self.top(self.total_time, n)}
 
-    def text(self, n: int = 25) -> str:
-        lines = [f"{self.name}: {self.samples} samples at {RATE} Hz (non-idle threads)", "", "by component (leaf):"]
-        lines += [f"  {pct:5.1f}%  {name}" for name, pct in self.top(self.components, 20)]
-        lines += ["", "self time (leaf function):"]
+    def text(self, n: int = 30) -> str:
+        others = ", ".join(f"{name} {count}" for name, count in self.other_threads.most_common()) or "none"
+        lines = [f"{self.name}: {self.samples} samples of the main thread at {RATE} Hz (not idle; native frames)",
+                 f"samples of other threads (not in the percentages): {others}", "",
+                 "by component (of the leaf frame):"]
+        lines += [f"  {pct:5.1f}%  {name}" for name, pct in self.top(self.components, 25)]
+        lines += ["", "self time (leaf frame):"]
         lines += [f"  {pct:5.1f}%  {name}" for name, pct in self.top(self.self_time, n)]
         lines += ["", "total time (anywhere on the stack):"]
         lines += [f"  {pct:5.1f}%  {name}" for name, pct in self.top(self.total_time, n)]
@@ -134,24 +163,71 @@ def summarise(raw: Path) -> ProfileSummary:
     self_time: Counter[str] = Counter()
     total_time: Counter[str] = Counter()
     components: Counter[str] = Counter()
+    stacks: Counter[tuple[str, ...]] = Counter()
+    other_threads: Counter[str] = Counter()
     samples = 0
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        samples += count
-        names = []
+        thread, _, stack = stack.partition(";") if stack.startswith("thread (") else ("", "", stack)
+        thread_name = thread.rpartition(": ")[2] or "MainThread"
+        if thread_name != "MainThread":
+            other_threads[thread_name] += count
+            continue
+        frames = []
         for frame in stack.split(";"):
             match = _FRAME.match(frame)
-            if match is None:
-                continue  # a thread or process name
-            names.append((_short(match["func"], match["file"]), match["file"]))
-        if not names:
+            if match is not None:
+                frames.append((match["func"], match["file"]))
+        if not frames:
             continue
-        leaf, leaf_file = names[-1]
-        self_time[leaf] += count
-        components[_component(leaf_file)] += count
-        for name in {n for n, _ in names}:
+        samples += count
+        names = tuple(_short(func, path) for func, path in frames)
+        stacks[names] += count
+        self_time[names[-1]] += count
+        components[_component(*frames[-1])] += count
+        for name in set(names):
             total_time[name] += count
-    return ProfileSummary(raw.stem, samples, self_time, total_time, components)
+    return ProfileSummary(raw.stem, samples, self_time, total_time, components, stacks, other_threads)
+
+
+def flame_graph(stacks: Counter[tuple[str, ...]], title: str, width: int = 1600, row: int = 16) -> str:
+    """A static flame graph (root at the bottom; hover a box for its name and share)."""
+    tree: dict[str, object] = {}
+    total = sum(stacks.values())
+    for stack, count in stacks.items():
+        node = tree
+        for frame in stack:
+            child = node.setdefault(frame, {"#": 0, "children": {}})
+            assert isinstance(child, dict)
+            child["#"] += count
+            node = child["children"]
+
+    def depth(node: dict[str, object]) -> int:
+        return 1 + max((depth(c["children"]) for c in node.values() if isinstance(c, dict)), default=0)
+
+    height = (depth(tree) + 1) * row + 30
+    boxes: list[str] = []
+
+    def draw(node: dict[str, object], x: float, level: int) -> None:
+        for name, child in sorted(node.items()):
+            assert isinstance(child, dict)
+            w = width * child["#"] / max(total, 1)
+            if w >= 0.5:
+                y = height - (level + 1) * row
+                hue = 20 + zlib.crc32(name.split(" (")[-1].encode()) % 40  # warm colours, stable per file
+                label = html.escape(name if len(name) * 7 < w else name[: max(0, int(w / 7) - 2)] + "..")
+                share = f"{100 * child['#'] / max(total, 1):.1f}%"
+                boxes.append(f'<g><title>{html.escape(name)} {share}</title><rect x="{x:.1f}" y="{y}" '
+                             f'width="{w:.1f}" height="{row - 1}" fill="hsl({hue},90%,60%)"/>'
+                             + (f'<text x="{x + 2:.1f}" y="{y + row - 4}">{label}</text>' if w > 30 else "")
+                             + "</g>")
+                draw(child["children"], x, level + 1)
+            x += w
+
+    draw(tree, 0.0, 0)
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="monospace" '
+            f'font-size="11"><text x="4" y="16" font-size="14">{html.escape(title)}</text>'
+            + "".join(boxes) + "</svg>\n")

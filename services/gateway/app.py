@@ -105,7 +105,7 @@ class Gateway:
             return error_response(400, "invalid_json", "body is not valid JSON", "body")
         received_at = now_ms()
         ip = request.remote
-        user_agent = request.headers.get("User-Agent")
+        user_agent = user_agent_of(request)
         try:
             check_json_depth(body)
             events, prefix = parse_events(body, self._max_batch)
@@ -137,7 +137,7 @@ class Gateway:
             click = click_record(
                 request.query, app_id=link.app_id, link_id=link_id, link_network=link.network,
                 link_campaign=link.campaign, ip=request.remote,
-                user_agent=request.headers.get("User-Agent"), clicked_at_ms=now_ms(),
+                user_agent=user_agent_of(request), clicked_at_ms=now_ms(),
             )
         except InputError as exc:
             return json_response(exc.as_json(), 400)
@@ -263,6 +263,15 @@ class Gateway:
         response = web.Response(body=generate_latest())
         response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
         return response
+
+
+def user_agent_of(request: web.Request) -> str | None:
+    """The User-Agent header as text that encodes: aiohttp keeps bytes that are not UTF-8 as lone surrogates,
+    which the Avro encoder and the fingerprint hash refuse. Such bytes become U+FFFD."""
+    value = request.headers.get("User-Agent")
+    if value is None or storable_text(value):
+        return value
+    return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace").replace("\x00", "\ufffd")
 
 
 def store_url_with_click(store_url: str, click: dict[str, Any]) -> str:

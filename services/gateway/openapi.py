@@ -12,19 +12,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.gateway.event_input import MAX_JSON_DEPTH
+from services.attribution.matching import CLICK_ID_TYPES
+from services.gateway.click_input import KNOWN_PARAMS
+from services.gateway.event_input import MAX_JSON_DEPTH, PERSONAL_FIELD_NAMES
+from services.gateway.store import NETWORKS as STORE_NETWORKS
+from services.skan.postback_input import ENRICHMENT_KEYS
 
 MAX_BATCH = 500  # APPREFER_GATEWAY_MAX_BATCH's default
-PERSONAL_FIELDS = ["email", "phone", "phone_number", "first_name", "last_name", "date_of_birth",
-                   "em", "ph", "fn", "ln", "db"]
-CLICK_ID_PARAMS = ["fbclid", "gclid", "gbraid", "wbraid", "ttclid"]
-KNOWN_CLICK_PARAMS = [*CLICK_ID_PARAMS, "click_id", "idfa", "gaid", "campaign_id", "adset_id", "ad_id"]
-NETWORKS = ["meta", "google_ads", "tiktok", "skan_postback", "revenuecat"]
-SKAN_ENRICHMENT_PARAMS = [
-    "ad-network-name", "ad-network-campaign-id", "ad-network-campaign-name", "ad-network-adset-id",
-    "ad-network-adset-name", "ad-network-ad-id", "ad-network-ad-name", "ad-network-country-code",
-    "ad-network-source-app-id", "ip", "timestamp",
-]
+PERSONAL_FIELDS = sorted(PERSONAL_FIELD_NAMES)
+CLICK_ID_PARAMS = list(CLICK_ID_TYPES)
+KNOWN_CLICK_PARAMS = [*CLICK_ID_PARAMS, *sorted(KNOWN_PARAMS - set(CLICK_ID_PARAMS))]
+NETWORKS = list(STORE_NETWORKS)
+SKAN_ENRICHMENT_PARAMS = list(ENRICHMENT_KEYS)
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -199,7 +198,19 @@ SKAN_POSTBACK_IN = {
         "did-win": {"type": "boolean"},
         "attribution-signature": {"type": "string"},
     },
-    "required": ["version", "ad-network-id", "transaction-id"],
+    "required": ["ad-network-id", "transaction-id", "app-id"],
+}
+EXAMPLE_EVENT = {
+    "event_id": "5f0c6c1e-2b1f-4c51-9d43-0c8f0d6a1b2c", "event_name": "purchase", "event_time": 1_700_000_000,
+    "device": {"device_id": "idfv-1", "os": "ios", "idfa": "6D92078A-8246-4BA4-AE5B-76104861E7DC"},
+    "referrer": {"fbclid": "IwAR0abc"}, "user": {"email": "jane@example.com", "phone": "+16505551212"},
+    "revenue": {"amount": 9.99, "currency": "USD"}, "properties": {"plan": "annual"},
+}
+EXAMPLE_POSTBACK = {
+    "version": "4.0", "ad-network-id": "example123.skadnetwork", "source-identifier": "5239",
+    "app-id": 525463029, "transaction-id": "6aafb7a5-0170-41b5-bbe4-fe71dedf1e30", "redownload": False,
+    "fidelity-type": 1, "did-win": True, "coarse-conversion-value": "high", "postback-sequence-index": 0,
+    "attribution-signature": "MEUCIQD4rX6eh38qEhuUKHdap345UbmlzA7KEZ1bhWZuYM8MJwIgMnyiiZe6heabDkGwOaKBYrUXQhKtF3P",
 }
 
 COMPONENTS: dict[str, Any] = {
@@ -232,7 +243,7 @@ COMPONENTS: dict[str, Any] = {
                                    "stored; retry after Retry-After seconds"),
             "headers": {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}},
         },
-        "AdminDisabled": _json(_ref("Error"), "APPREFER_ADMIN_TOKEN is not set"),
+        "AdminDisabled": _json(_ref("Error"), "APPREFER_ADMIN_TOKEN is not set (Test Connection: not configured)"),
     },
 }
 
@@ -241,8 +252,11 @@ def _r(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/responses/{name}"}
 
 
-def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
-    return {"required": required, "content": {"application/json": {"schema": schema}}}
+def _body(schema: dict[str, Any], required: bool = True, **examples: Any) -> dict[str, Any]:
+    media: dict[str, Any] = {"schema": schema}
+    if examples:
+        media["examples"] = {name: {"value": value} for name, value in examples.items()}
+    return {"required": required, "content": {"application/json": media}}
 
 
 def _path_param(name: str, description: str = "", **schema: Any) -> dict[str, Any]:
@@ -259,7 +273,7 @@ INGEST_ERRORS = {"400": _r("InputError"), "401": _r("Unauthorized"), "413": _r("
 ADMIN: list[dict[str, list[str]]] = [{"adminToken": []}]
 ADMIN_ERRORS = {"401": _r("Unauthorized"), "503": _r("AdminDisabled")}
 APP_ID = _path_param("app_id")
-NETWORK = _path_param("network", f"one of {', '.join(NETWORKS)}; any other is a 404")
+NETWORK = _path_param("network", "any other network is a 404", enum=NETWORKS)
 
 
 def _admin(summary: str, ok: dict[str, dict[str, Any]], *, body: dict[str, Any] | None = None,
@@ -282,7 +296,7 @@ SKAN_POSTBACK_OPERATION = {
                    "or a missing mandatory field. Query parameters of the redirect method are merged in when the "
                    "body lacks them (never over Apple's fields).",
     "parameters": [_query(name) for name in SKAN_ENRICHMENT_PARAMS],
-    "requestBody": _body(_ref("SkanPostbackIn")),
+    "requestBody": _body(_ref("SkanPostbackIn"), example=EXAMPLE_POSTBACK),
     "responses": {
         "200": _json(_obj({"ok": {"const": True}}, ["ok"]), "stored on skan.raw"),
         "400": _r("BadJson"),
@@ -299,7 +313,8 @@ PATHS: dict[str, Any] = {
                        "request (400 naming the field, e.g. events[3].device.device_id) and nothing is produced. "
                        f"JSON nested deeper than {MAX_JSON_DEPTH} levels is a 400.",
         "security": [{"apiKey": []}],
-        "requestBody": _body({"anyOf": [_ref("Event"), _ref("EventBatch")]}),
+        "requestBody": _body({"anyOf": [_ref("Event"), _ref("EventBatch")]}, single=EXAMPLE_EVENT,
+                             batch={"events": [EXAMPLE_EVENT, {**EXAMPLE_EVENT, "event_id": "e2", "user": None}]}),
         "responses": {
             "202": _json(_obj({"accepted": {"type": "integer", "minimum": 1}}, ["accepted"], closed=True),
                          "every event is on events.raw"),
@@ -447,7 +462,11 @@ PATHS: dict[str, Any] = {
                                           "valid_from": {"type": "string"}},
                                          ["app_id", "schema_id", "mode", "signature_policy", "valid_from"]),
                                     "stored")},
-                      params=[APP_ID], body=_body(_ref("SkanSchemaIn")), errors=("400", "404", "413")),
+                      params=[APP_ID], errors=("400", "404", "413"),
+                      body=_body(_ref("SkanSchemaIn"), example={
+                          "schema_id": "v1", "valid_from": "2024-01-01T00:00:00Z", "mode": "conversion",
+                          "events": ["signup", "purchase"], "coarse": {"0": {"high": [{"event_name": "purchase"}]}},
+                      })),
     },
     "/admin/v1/skan/postbacks/{transaction_id}": {
         "get": _admin("A SKAN postback's windows as stored and decoded",

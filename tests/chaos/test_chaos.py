@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from sqlalchemy import Engine, create_engine, func, select
 
 from shared.db.models import AuditEntry
 from shared.kafka.topics import all_topics, create_topics
-from tests.fakes import FakeMeta, FakeTikTok
+from tests.fakes import FakeMeta, FakeTikTok, RecordedRequest
 from tests.support.pipeline import AdminApi, ServiceProcess, http_call, service_env, start_gateway
 
 EVENTS = int(os.environ.get("APPREFER_CHAOS_EVENTS", "2000"))
@@ -84,8 +85,8 @@ def plan(count: int) -> Plan:
     for d in range(count // 2):
         network, other, click = (("meta", "tiktok", {"fbclid": f"IwAR-chaos-{d}"}) if d % 2 == 0
                                  else ("tiktok", "meta", {"ttclid": f"E.C.P.chaos-{d}"}))
-        device = {"device_id": f"chaos-device-{d}", "os": "android", "ip": f"10.{d // 65536 % 256}.{d // 256 % 256}."
-                  f"{d % 256}"}
+        ip = f"10.{d >> 16 & 255}.{d >> 8 & 255}.{d & 255}"
+        device = {"device_id": f"chaos-device-{d}", "os": "android", "ip": ip}
         install_id, purchase_id = f"chaos-install-{d}", f"chaos-purchase-{d}"
         events.append({"event_id": install_id, "event_name": "install", "event_time": now, "device": device,
                        "referrer": click})
@@ -119,6 +120,7 @@ class Consumers:
         self._stopped = False
         self.kills: Counter[str] = Counter()
         self.unexpected_exits: list[str] = []
+        self.killer_errors: list[Exception] = []
         self.processes = {name: self._start(name) for name in CONSUMERS}
 
     def _start(self, name: str) -> ServiceProcess:
@@ -156,19 +158,22 @@ class Consumers:
 
 def killer(consumers: Consumers, rng: random.Random, phase_over: Callable[[], bool], stop: threading.Event,
            started: float) -> None:
-    """Victims are drawn in rounds, each a random permutation of the consumers, so even a short run kills
-    every consumer at least once and none twice in a row more often than chance allows."""
+    """Victims are drawn in rounds, each a random permutation of the consumers: every five kills hit each
+    consumer once, so a short run still kills all of them. A failure of the killer itself is kept for the test."""
     victims: list[str] = []
-    while not stop.wait(rng.uniform(*KILL_INTERVAL_SECONDS)):
-        consumers.revive_crashed()
-        if phase_over():
-            return
-        if not victims:
-            victims = rng.sample(sorted(CONSUMERS), len(CONSUMERS))
-        name = victims.pop()
-        consumers.kill_and_restart(name)
-        print(f"  t={time.monotonic() - started:6.1f}s  SIGKILL {name} (#{sum(consumers.kills.values())}), "
-              "restarted", flush=True)
+    try:
+        while not stop.wait(rng.uniform(*KILL_INTERVAL_SECONDS)):
+            consumers.revive_crashed()
+            if phase_over():
+                return
+            if not victims:
+                victims = rng.sample(sorted(CONSUMERS), len(CONSUMERS))
+            name = victims.pop()
+            consumers.kill_and_restart(name)
+            print(f"  t={time.monotonic() - started:6.1f}s  SIGKILL {name} (#{sum(consumers.kills.values())}), "
+                  "restarted", flush=True)
+    except Exception as exc:
+        consumers.killer_errors.append(exc)
 
 
 # -- sending ----------------------------------------------------------------------------------------------------
@@ -251,6 +256,13 @@ def audit_rows(engine: Engine, app_id: str) -> int:
                                      .where(AuditEntry.app_id == app_id)) or 0)
 
 
+def longest_pause(requests: list[RecordedRequest], since: float) -> float:
+    """The longest time without a call to a fake, from `since` (time.time()) to its last call: kills, the
+    rebalances they cause and the stages upstream all show here."""
+    times = [since, *sorted(request.at for request in requests)]
+    return max((b - a for a, b in pairwise(times)), default=0.0)
+
+
 def count_records(bootstrap: str, topics: list[str], idle_seconds: float = 5.0) -> Counter[str]:
     """Records in each topic, read from the start until nothing arrives for `idle_seconds`. No consumer group
     (assign) and no watermarks: this broker's get_watermark_offsets can under-report."""
@@ -300,7 +312,7 @@ def test_sigkilled_consumers_lose_nothing_and_duplicate_nothing(fresh_bootstrap:
             print(f"\nchaos: {expected.events:,} events offered at {RATE:.0f}/s, seed {SEED}, logs in {tmp_path}",
                   flush=True)
 
-            started = time.monotonic()
+            started, started_wall = time.monotonic(), time.time()
             sent_at: list[float] = []
 
             def kill_phase_over() -> bool:
@@ -353,12 +365,17 @@ def test_sigkilled_consumers_lose_nothing_and_duplicate_nothing(fresh_bootstrap:
         # The outcome, read once everything is stopped (nothing can still be in flight).
         meta_got, tiktok_got = set(meta.unique_events), set(tiktok.unique_events)
         resends = {"meta": meta.duplicates, "tiktok": tiktok.duplicates}
-        raw_received = {"meta": len(meta.events), "tiktok": len(tiktok.events)}
+        raw_received = {"meta": (len(meta.events), len(meta.requests)),
+                        "tiktok": (len(tiktok.events), len(tiktok.requests))}
+        pauses = {name: longest_pause(fake.requests, started_wall) for name, fake in (("meta", meta),
+                                                                                      ("tiktok", tiktok))}
     audited, rows, ledger_skips = audit_triples(engine, app["app_id"])
     latency = delivery_latency(engine, app["app_id"])
     engine.dispose()
     dlq_topics = [topic for topic in all_topics() if topic.endswith(".dlq")]
-    counted = count_records(fresh_bootstrap, [*dlq_topics, "forward.meta", "forward.tiktok"])
+    flow = {"events.raw": expected.events, "events.attributed": expected.events, "forward.meta": len(expected.meta),
+            "forward.tiktok": len(expected.tiktok), "audit.records": len(expected.audit)}
+    counted = count_records(fresh_bootstrap, [*dlq_topics, *flow])
 
     lost = {"meta": expected.meta - meta_got, "tiktok": expected.tiktok - tiktok_got}
     stray = {"meta": meta_got - expected.meta, "tiktok": tiktok_got - expected.tiktok}
@@ -378,19 +395,23 @@ def test_sigkilled_consumers_lose_nothing_and_duplicate_nothing(fresh_bootstrap:
                                      f"(purchases + InstallApp), lost {len(lost['tiktok'])}, "
                                      f"wrong network {len(stray['tiktok'])}"),
         ("raw re-sends (deduped by event_id)", f"meta {resends['meta']}, tiktok {resends['tiktok']} "
-                                               f"(received {raw_received['meta']:,} / {raw_received['tiktok']:,})"),
+                                               "(events received / calls: " + ", ".join(
+                                                   f"{name} {events:,} / {calls}"
+                                                   for name, (events, calls) in raw_received.items()) + ")"),
         ("audit rows", f"{rows:,} rows, {len(audited):,} distinct (event, network, status); expected "
                        f"{len(expected.audit):,}, missing {len(missing_audit)}"),
         ("audit 'already delivered' skips", f"{ledger_skips}"),
         ("audit rejected/dead_lettered/retrying", ", ".join(f"{k} {v}" for k, v in bad_audit.items()) or "0"),
-        ("network call latency (delivered)", f"p50 {latency[0]:.0f} ms, p99 {latency[1]:.0f} ms, "
-                                             f"max {latency[2]} ms"),
-        ("forward jobs produced (incl. replays)", f"meta {counted['forward.meta']:,}, "
-                                                  f"tiktok {counted['forward.tiktok']:,}"),
+        ("longest time without a network call", f"meta {pauses['meta']:.1f} s, tiktok {pauses['tiktok']:.1f} s"),
+        ("network call latency (per delivered job)", f"p50 {latency[0]:.0f} ms, p99 {latency[1]:.0f} ms, "
+                                                     f"max {latency[2]} ms"),
+        ("records per topic (excess: re-produced)", ", ".join(f"{topic} {counted[topic]:,} (+{counted[topic] - n})"
+                                                              for topic, n in flow.items())),
         ("DLQ sizes", ", ".join(f"{topic} {counted[topic]}" for topic in NAMED_DLQS)
          + f"; other .dlq topics {sum(counted[t] for t in dlq_topics if t not in NAMED_DLQS)}"),
-        ("wall time", f"{wall:.1f} s (sending {sent_at[0] - started:.1f} s, kill phase {killed_until - started:.1f} s,"
-                      f" drain {drained_at - killed_until:.1f} s)" if sent_at else f"{wall:.1f} s"),
+        ("wall time", f"{wall:.1f} s (all sent at {sent_at[0] - started:.1f} s, last kill by "
+                      f"{killed_until - started:.1f} s, then drained in {drained_at - killed_until:.1f} s)"
+         if sent_at else f"{wall:.1f} s"),
         ("throughput", f"{sender.sent / wall:.0f} events/s end to end, under chaos"),
     ]
     width = max(len(name) for name, _ in figures)
@@ -398,6 +419,7 @@ def test_sigkilled_consumers_lose_nothing_and_duplicate_nothing(fresh_bootstrap:
     for name, value in figures:
         print(f"  {name:<{width}}  {value}")
 
+    assert not consumers.killer_errors, consumers.killer_errors
     assert not consumers.unexpected_exits, "\n\n".join(consumers.unexpected_exits)
     assert sender.sent == expected.events
     assert not lost["meta"] and not lost["tiktok"], f"lost: {sorted(lost['meta'])[:10]} {sorted(lost['tiktok'])[:10]}"
@@ -405,5 +427,5 @@ def test_sigkilled_consumers_lose_nothing_and_duplicate_nothing(fresh_bootstrap:
     assert len(meta_got) == len(expected.meta) and len(tiktok_got) == len(expected.tiktok)
     assert not missing_audit, f"{len(missing_audit)} audit rows missing, e.g. {sorted(missing_audit)[:10]}"
     assert not bad_audit.get("rejected") and not bad_audit.get("dead_lettered"), bad_audit
-    assert counted["forward.meta"] >= len(expected.meta)  # the reader sees records: an empty DLQ is empty
+    assert all(counted[topic] >= n for topic, n in flow.items())  # the reader sees records: an empty DLQ is empty
     assert all(counted[topic] == 0 for topic in dlq_topics), {t: counted[t] for t in dlq_topics if counted[t]}

@@ -34,7 +34,7 @@ def test_consumer_readiness_and_metrics(fresh_bootstrap: str, migrated_pg_url: s
     try:
         wait_until(lambda: readiness(good_port)[0] == 200, timeout=30, what="attribution ready")
         wait_until(lambda: readiness(broken_port)[0] == 503, timeout=30, what="fanout reports its database")
-        status, body = readiness(broken_port)
+        _status, body = readiness(broken_port)
         assert "database" in body["failures"] and "broker" not in body["failures"]  # type: ignore[index]
 
         from tests.support.pipeline import AdminApi
