@@ -175,9 +175,9 @@ class Pipeline:
             recent = self.rate_between(prefix, int(time.time() * 1000) - 3000, int(time.time() * 1000))
             counters.window.value = max(MIN_WINDOW, int(recent * WINDOW_SECONDS))
         process.join(timeout=seconds + 60)
-        elapsed = (self.meter.snapshot().at - before.at)
-        usage = self.meter.usage(before, self.meter.snapshot())
-        stages = self.stage_rates(stages_before, self.stage_counters(), elapsed, processes)
+        after = self.meter.snapshot()
+        usage = self.meter.usage(before, after)
+        stages = self.stage_rates(stages_before, self.stage_counters(), after.at - before.at, processes)
         if process.exitcode != 0:
             raise RuntimeError(f"load generator for {prefix} exited with {process.exitcode}")
         requests = max(counters.issued.value // loadgen.EVENTS_PER_REQUEST, 1)

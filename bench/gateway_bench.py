@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,7 @@ class GatewayDurations:
 
 
 def run_gateway_bench(pg_server: str, meter: CpuMeter, durations: GatewayDurations, profile: bool,
-                      log: Any) -> dict[str, Any]:
+                      log: Callable[[str], None]) -> dict[str, Any]:
     database = migrated_database(pg_server, "gateway")
     with broker_with_topics() as broker, services(broker.bootstrap, database) as running, \
             child("bench.bare_gateway") as bare:

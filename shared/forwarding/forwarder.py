@@ -32,7 +32,7 @@ from shared.avro import AvroCodec
 from shared.crypto import CredentialsError
 from shared.db.models import Delivery
 from shared.db.upsert import insert_ignoring_duplicates
-from shared.forwarding.audit import audit_out
+from shared.forwarding.audit import audit_out, delivered_audit_id
 from shared.forwarding.http import HttpClient, TransportError
 from shared.forwarding.integrations import IntegrationCache
 from shared.forwarding.model import (
@@ -143,6 +143,10 @@ class ForwarderHandler:
         now_ms = int(time.time() * 1000)
         for job, record in pending:
             if (job.event_id, job.network) in delivered:
+                # The ledger is committed before the batch's audit records are produced: a crash in
+                # between would lose the `delivered` row, so it is written again (same id: no double).
+                outputs.append(self._audit(job, "delivered", detail="recorded from the delivery ledger",
+                                           audit_id=delivered_audit_id(job.event_id, job.network)))
                 outputs.append(self._audit(job, "skipped", detail="already delivered (ledger)"))
             elif job.sandbox:
                 outputs.append(self._audit(job, "sandbox", detail="sandbox (pk_test_) job: not forwarded"))
@@ -286,7 +290,8 @@ class ForwarderHandler:
             if isinstance(outcome, Delivered):
                 ledger.append({"event_id": job.event_id, "network": job.network, "app_id": job.app_id,
                                "attempts": job.attempt, "delivered_at_ms": now_ms})
-                outputs.append(self._audit(job, "delivered", detail=outcome.detail, **common))
+                outputs.append(self._audit(job, "delivered", detail=outcome.detail,
+                                           audit_id=delivered_audit_id(job.event_id, job.network), **common))
             elif isinstance(outcome, Permanent):
                 outputs.append(self._dead_letter(attempt.record, job, outcome.reason))
                 outputs.append(self._audit(job, "rejected", detail=outcome.reason, error_code=outcome.error_code,
