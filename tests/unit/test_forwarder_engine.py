@@ -33,3 +33,12 @@ def test_token_cache_expires_before_the_token_does() -> None:
     cache.put("app", "tok", lifetime=3600)
     cache.drop("app")
     assert cache.get("app") is None
+
+
+def test_a_delivered_audit_row_has_one_id_per_event_and_network() -> None:
+    from shared.forwarding.audit import delivered_audit_id
+
+    assert delivered_audit_id("e1", "meta") == delivered_audit_id("e1", "meta")
+    assert len({delivered_audit_id("e1", "meta"), delivered_audit_id("e1", "tiktok"),
+                delivered_audit_id("e2", "meta")}) == 3
+    assert len(delivered_audit_id("e" * 100, "google_ads")) <= 64  # fits audit_log.audit_id
