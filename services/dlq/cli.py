@@ -20,10 +20,17 @@ from shared.db.session import make_engine, make_sessionmaker
 from shared.db.upsert import insert_ignoring_duplicates
 from shared.forwarding.audit import audit_out
 from shared.kafka.config import producer_config
-from shared.kafka.dlq import DeadLetter, DlqFilter, read_dead_letters, replay
+from shared.kafka.dlq import (
+    DeadLetter,
+    DlqFilter,
+    dead_letter_topics,
+    find_dead_letters,
+    read_dead_letters,
+    replay,
+)
 from shared.kafka.producer import SyncProducer
 from shared.kafka.records import OutRecord
-from shared.kafka.topics import CONSUMED, NETWORKS, dlq, forward_topic
+from shared.kafka.topics import NETWORKS
 from shared.settings import Settings
 
 
@@ -43,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="replay: include records already replayed")
 
 
-def _epoch_ms(text: str | None) -> int | None:
+def epoch_ms(text: str | None) -> int | None:
     if not text:
         return None
     try:
@@ -52,22 +59,11 @@ def _epoch_ms(text: str | None) -> int | None:
         return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
 
 
-def dlq_topics(args: argparse.Namespace) -> list[str]:
-    if args.topic:
-        return [args.topic if args.topic.endswith(".dlq") else dlq(args.topic)]
-    if args.network:
-        return [dlq(forward_topic(args.network))]
-    return [dlq(t) for t in CONSUMED] + [dlq(forward_topic(n)) for n in NETWORKS]
-
-
 def matching(settings: Settings, args: argparse.Namespace) -> list[DeadLetter]:
     letter_filter = DlqFilter(app_id=args.app_id, event_id=args.event_id, error_contains=args.error,
-                              since_ms=_epoch_ms(args.since), until_ms=_epoch_ms(args.until))
-    found: list[DeadLetter] = []
-    for topic in dlq_topics(args):
-        found += [d for d in read_dead_letters(settings.kafka_bootstrap_servers, topic, codec())
-                  if letter_filter.matches(d)]
-    return found
+                              since_ms=epoch_ms(args.since), until_ms=epoch_ms(args.until))
+    return find_dead_letters(settings.kafka_bootstrap_servers, dead_letter_topics(args.network, args.topic),
+                             letter_filter, codec())
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:

@@ -11,11 +11,13 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import DataError
 
+from services.dlq.cli import epoch_ms
 from services.gateway.event_input import InputError, check_json_depth
 from services.gateway.store import NETWORKS, GatewayStore, NotFound
 from services.skan.decode import SchemaError
 from shared.crypto import secrets_equal
 from shared.forwarding.model import ConnectionCheck, Integration
+from shared.kafka.dlq import DlqFilter
 
 
 class _Body(BaseModel):
@@ -97,10 +99,13 @@ async def _body(request: web.Request, model: type[_Body]) -> Any:
 
 
 ConnectionTester = Callable[[Integration], Awaitable[ConnectionCheck]]
+# (network or None, filter, limit) -> dead letters as JSON-ready summaries (blocking: run in a thread)
+DeadLetterLister = Callable[[str | None, DlqFilter, int], list[dict[str, Any]]]
 
 
 def admin_routes(store: GatewayStore, admin_token: str | None, public_base_url: str,
-                 connection_tester: ConnectionTester | None = None) -> web.RouteTableDef:
+                 connection_tester: ConnectionTester | None = None,
+                 dead_letters: DeadLetterLister | None = None) -> web.RouteTableDef:
     routes = web.RouteTableDef()
 
     def guarded(
@@ -211,6 +216,25 @@ def admin_routes(store: GatewayStore, admin_token: str | None, public_base_url: 
     @guarded
     async def skan_postback(request: web.Request) -> web.StreamResponse:
         return json_response(await call(store.skan_postbacks, request.match_info["transaction_id"]))
+
+    @routes.get("/admin/v1/dlq")
+    @guarded
+    async def dead_letter_list(request: web.Request) -> web.StreamResponse:
+        if dead_letters is None:
+            return error_response(503, "unavailable", "dead-letter listing is not configured")
+        network = request.query.get("network") or None
+        if network is not None and network not in NETWORKS:
+            return error_response(400, "invalid_request", f"unknown network {network}", "network")
+        try:
+            letter_filter = DlqFilter(
+                app_id=request.query.get("app_id") or None, event_id=request.query.get("event_id") or None,
+                error_contains=request.query.get("error") or None,
+                since_ms=epoch_ms(request.query.get("since")), until_ms=epoch_ms(request.query.get("until")))
+            limit = min(max(int(request.query.get("limit", "100")), 1), 1000)
+        except ValueError as exc:
+            return error_response(400, "invalid_request", f"bad filter: {exc}")
+        found = await call(dead_letters, network, letter_filter, limit)
+        return json_response({"dead_letters": found})
 
     @routes.get("/admin/v1/audit")
     @guarded

@@ -16,7 +16,14 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.gateway import revenuecat
-from services.gateway.admin import ConnectionTester, admin_routes, error_response, json_response, storable_text
+from services.gateway.admin import (
+    ConnectionTester,
+    DeadLetterLister,
+    admin_routes,
+    error_response,
+    json_response,
+    storable_text,
+)
 from services.gateway.click_input import click_record
 from services.gateway.event_input import (
     InputError,
@@ -301,7 +308,8 @@ async def count_requests(request: web.Request, handler: Callable[[web.Request], 
 
 
 def build_app(gateway: Gateway, store: GatewayStore, *, admin_token: str | None, public_base_url: str,
-              max_body_bytes: int, connection_tester: ConnectionTester | None = None) -> web.Application:
+              max_body_bytes: int, connection_tester: ConnectionTester | None = None,
+              dead_letters: DeadLetterLister | None = None) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes, middlewares=[count_requests])
     app.router.add_post("/v1/events", gateway.post_events)
     app.router.add_post("/v1/clicks", gateway.post_click)
@@ -314,5 +322,5 @@ def build_app(gateway: Gateway, store: GatewayStore, *, admin_token: str | None,
     app.router.add_get("/readyz", gateway.readyz)
     app.router.add_get("/metrics", gateway.metrics)
     app.router.add_get("/openapi.json", gateway.openapi)
-    app.router.add_routes(admin_routes(store, admin_token, public_base_url, connection_tester))
+    app.router.add_routes(admin_routes(store, admin_token, public_base_url, connection_tester, dead_letters))
     return app

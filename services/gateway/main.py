@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -15,6 +16,7 @@ from shared.avro import codec
 from shared.db.session import make_engine, make_sessionmaker
 from shared.forwarding.model import ConnectionCheck, Integration
 from shared.kafka.config import producer_config
+from shared.kafka.dlq import DlqFilter, dead_letter_topics, find_dead_letters
 from shared.kafka.producer import AsyncProducer
 from shared.settings import Settings
 
@@ -42,8 +44,14 @@ def run(settings: Settings) -> None:
             sessions.append(aiohttp.ClientSession())
         return await test_connection(sessions[0], settings, integration)
 
+    def dead_letters(network: str | None, letter_filter: DlqFilter, limit: int) -> list[dict[str, Any]]:
+        found = find_dead_letters(settings.kafka_bootstrap_servers, dead_letter_topics(network), letter_filter,
+                                  codec())
+        return [letter.summary() for letter in found[:limit]]
+
     app = build_app(gateway, store, admin_token=admin_token, public_base_url=public_base_url,
-                    max_body_bytes=settings.gateway_max_body_bytes, connection_tester=tester)
+                    max_body_bytes=settings.gateway_max_body_bytes, connection_tester=tester,
+                    dead_letters=dead_letters)
 
     async def close_producer(_app: web.Application) -> None:
         for session in sessions:

@@ -485,6 +485,16 @@ PATHS: dict[str, Any] = {
                                "schema": {"type": "integer", "default": 100}}],
                       errors=("400",)),
     },
+    "/admin/v1/dlq": {
+        "get": _admin("Dead letters (read from the .dlq topics, nothing is consumed)",
+                      {"200": _json(_obj({"dead_letters": {"type": "array", "items": {"type": "object"}}},
+                                         ["dead_letters"]), "matching dead letters with their errors")},
+                      params=[_query("network"), _query("app_id"), _query("event_id"), _query("error"),
+                              _query("since"), _query("until"),
+                              {"name": "limit", "in": "query", "required": False,
+                               "schema": {"type": "integer", "default": 100}}],
+                      errors=("400",)),
+    },
     "/admin/v1/apps/{app_id}/attribution": {
         "get": _admin("How a device's install was attributed",
                       {"200": _json(_ref("Attribution"), "the install's attribution")},

@@ -167,3 +167,20 @@ def replay(letters: list[DeadLetter], producer: SyncProducer, codec: AvroCodec,
         if progress:
             progress(len(batch))
     return published
+
+
+def dead_letter_topics(network: str | None = None, topic: str | None = None) -> list[str]:
+    """The DLQ topics to look at: one network's, one named topic's, or every one."""
+    from shared.kafka.topics import CONSUMED, NETWORKS, dlq, forward_topic
+
+    if topic:
+        return [topic if topic.endswith(".dlq") else dlq(topic)]
+    if network:
+        return [dlq(forward_topic(network))]
+    return [dlq(t) for t in CONSUMED] + [dlq(forward_topic(n)) for n in NETWORKS]
+
+
+def find_dead_letters(bootstrap: str, topics: list[str], letter_filter: DlqFilter, codec: AvroCodec
+                      ) -> list[DeadLetter]:
+    return [letter for topic in topics for letter in read_dead_letters(bootstrap, topic, codec)
+            if letter_filter.matches(letter)]

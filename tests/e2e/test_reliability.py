@@ -99,3 +99,15 @@ def test_a_permanent_error_is_dead_lettered_at_once_and_replayed_after_the_fix(p
         assert any("replayed from forward.meta.dlq" in (r["detail"] or "") for r in pipeline.audit(f"buy-fix-{n}"))
     again = pipeline.apprefer("dlq", "replay", "--network", "meta", "--app", app_id)
     assert again.returncode == 0 and "nothing to replay: 0" in again.stderr
+
+
+def test_admin_api_lists_dead_letters_with_filters(pipeline: Pipeline) -> None:
+    app = pipeline.configured_app(meta_token="revoked-token")
+    attributed_purchase(pipeline, app["live_key"], "dev-admin-dlq", "buy-admin-dlq")
+    pipeline.audited("buy-admin-dlq", "meta", "rejected")
+    listed = pipeline.admin.call("GET", f"/dlq?network=meta&app_id={app['app_id']}")["dead_letters"]
+    assert [entry["event_id"] for entry in listed] == ["buy-admin-dlq"]
+    assert listed[0]["position"].startswith("forward.meta.dlq:") and listed[0]["error"]
+    assert pipeline.admin.call("GET", "/dlq?network=meta&error=no-such-error")["dead_letters"] == []
+    assert pipeline.admin.call("GET", "/dlq?network=tiktok")["dead_letters"] == []
+    pipeline.admin.call("GET", "/dlq?network=myspace", expect=400)
