@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.infra import broker_pid, broker_with_topics, child, create_app, migrated_database, services
-from bench.machine import CpuMeter
+from bench.machine import CpuMeter, cores_by_thread, thread_ticks
 from bench.profiling import Recording
 from bench.wrk import WrkResult, run_wrk
 from tests.support.pipeline import AdminApi
@@ -50,12 +50,17 @@ def run_gateway_bench(pg_server: str, meter: CpuMeter, durations: GatewayDuratio
         key = create_app(AdminApi(base))["live_key"]
         bare_url, gateway_url = f"{bare.base_url}/v1/events", f"{base}/v1/events"
 
+        gateway_pid = gateway.process.pid if gateway.process else 0
+
         def load(url: str, run: str, seconds: float, per_request: int = 1, rate: float = 0.0,
                  connections: int = CONNECTIONS) -> tuple[WrkResult, dict[str, object]]:
-            before = meter.snapshot()
+            server = gateway_pid if url == gateway_url else bare.pid
+            before, threads_before = meter.snapshot(), thread_ticks(server)
             result = run_wrk(url, key=key, events_per_request=per_request, seconds=seconds,
                              connections=connections, rate=rate, run=run)
-            usage = meter.usage(before, meter.snapshot())
+            after, threads_after = meter.snapshot(), thread_ticks(server)
+            usage = meter.usage(before, after)
+            usage["server_threads"] = cores_by_thread(server, threads_before, threads_after, after.at - before.at)
             log(f"  {run}: {result.rps:,.0f} req/s, p99 {result.p99_ms:.1f} ms, failed {result.failed}, "
                 f"busy {usage['machine_busy']:.0%}")
             return result, usage

@@ -145,3 +145,41 @@ def wait_until_quiet(meter: CpuMeter, max_wait: float, threshold: float, log: Ca
             return cores
         log(f"other processes use {cores:.2f} cores; waiting for a quieter machine")
         time.sleep(5)
+
+
+def thread_ticks(pid: int) -> dict[int, tuple[str, int]]:
+    """Thread id -> (thread name as the kernel knows it, CPU ticks used so far), for one process."""
+    threads = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return {}
+    for entry in tids:
+        try:
+            stat = Path(f"/proc/{pid}/task/{entry}/stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        threads[int(entry)] = (name, int(fields[11]) + int(fields[12]))
+    return threads
+
+
+def cores_by_thread(pid: int, before: dict[int, tuple[str, int]], after: dict[int, tuple[str, int]],
+                    seconds: float) -> dict[str, float]:
+    """Cores each kind of thread used: the main thread, librdkafka's threads (rdk:*) by name, and the
+    process's other threads (Python threads started by the service, e.g. the producer's poll thread)."""
+    by_kind: dict[str, float] = defaultdict(float)
+    for tid, (name, ticks) in after.items():
+        used = ticks - before.get(tid, (name, 0))[1]
+        if used <= 0:
+            continue
+        if tid == pid:
+            kind = "main thread"
+        elif name.startswith("rdk:"):
+            kind = "librdkafka " + name.rstrip("0123456789")
+        else:
+            kind = "other threads"
+        by_kind[kind] += used / TICKS_PER_SECOND / seconds
+    return {kind: round(value, 3) for kind, value in sorted(by_kind.items(), key=lambda kv: -kv[1])
+            if value >= 0.005}
