@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, tuple_
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,7 +22,7 @@ from services.attribution import matching
 from services.attribution.matching import Attribution, AttributionRules, PreviousInstall
 from shared.avro import AvroCodec
 from shared.db.models import App, Click, DeviceIdentity, Install
-from shared.db.upsert import insert_ignoring_duplicates
+from shared.db.upsert import insert_ignoring_duplicates, upsert
 from shared.kafka.consumer import TransientError
 from shared.kafka.records import InRecord, OutRecord, dead_letter_of
 from shared.kafka.topics import CLICKS_RAW, EVENTS_ATTRIBUTED, EVENTS_RAW
@@ -80,6 +80,8 @@ class AttributionHandler:
         self._sessions = sessions
         self._codec = codec
         self._rules: dict[str, tuple[float, AttributionRules]] = {}
+        self._installs: dict[tuple[str, str], Install | None] = {}
+        self._identities: dict[tuple[str, str, str], dict[str, Any]] = {}
 
     def __call__(self, records: list[InRecord]) -> list[OutRecord]:
         try:
@@ -93,7 +95,11 @@ class AttributionHandler:
         # Clicks first: a click and the install it caused can arrive in one batch.
         clicks = [r for r in records if r.schema == "apprefer.Click"]
         insert_ignoring_duplicates(session, Click, [click_row(c.value) for c in clicks])
-        session.flush()
+        events = [r for r in records if r.schema == "apprefer.RawEvent"]
+        # One query for every device of the batch instead of one per event.
+        self._installs = self._load_installs(session, {(r.value["app_id"], r.value["device"]["device_id"])
+                                                       for r in events})
+        self._identities = {}
         for record in records:
             if record.schema == "apprefer.Click":
                 continue
@@ -101,12 +107,23 @@ class AttributionHandler:
                 outputs.append(dead_letter_of(record, f"unexpected schema {record.schema}", SERVICE))
                 continue
             outputs.append(self._attribute(session, record))
+        upsert(session, DeviceIdentity, list(self._identities.values()), ("app_id", "kind", "value"),
+               ("device_id", "seen_at_ms"))
         return outputs
+
+    @staticmethod
+    def _load_installs(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Install | None]:
+        found: dict[tuple[str, str], Install | None] = dict.fromkeys(keys)
+        for start in range(0, len(keys), 500):
+            chunk = list(keys)[start:start + 500]
+            for row in session.scalars(select(Install).where(tuple_(Install.app_id, Install.device_id).in_(chunk))):
+                found[(row.app_id, row.device_id)] = row
+        return found
 
     def _attribute(self, session: Session, record: InRecord) -> OutRecord:
         event = record.value
         app_id, device = event["app_id"], event["device"]
-        install = session.get(Install, (app_id, device["device_id"]))
+        install = self._installs.get((app_id, device["device_id"]))
         reinstall = False
         if install is None and event["source"] == REVENUECAT:
             install = self._resolve_device(session, event)
@@ -114,8 +131,9 @@ class AttributionHandler:
                 event = {**event, "device": {**device, "device_id": install.device_id}}
         if event["event_name"] == INSTALL and event["source"] == "sdk":
             install, reinstall = self._record_install(session, event, install)
+            self._installs[(app_id, device["device_id"])] = install
         if event["source"] == "sdk":
-            self._remember_identities(session, event)
+            self._remember_identities(event)
         attribution = install_row_attribution(install) if install else matching.ORGANIC
         attributed_event = {
             "event": event,
@@ -125,7 +143,7 @@ class AttributionHandler:
         return OutRecord(topic=EVENTS_ATTRIBUTED, key=record.key, headers=record.headers,
                          value=self._codec.encode("apprefer.AttributedEvent", attributed_event))
 
-    def _remember_identities(self, session: Session, event: dict[str, Any]) -> None:
+    def _remember_identities(self, event: dict[str, Any]) -> None:
         """Advertising ids and the hashed external user id -> device, for events from elsewhere."""
         device = event["device"]
         identities = {
@@ -134,9 +152,10 @@ class AttributionHandler:
             "external_id": event["user_hashes"].get("external_id"),
         }
         for kind, value in identities.items():
-            if value:
-                session.merge(DeviceIdentity(app_id=event["app_id"], kind=kind, value=value,
-                                             device_id=device["device_id"], seen_at_ms=event["received_at_ms"]))
+            if value:  # the batch's last word per identity; written in one upsert at the end
+                self._identities[(event["app_id"], kind, value)] = {
+                    "app_id": event["app_id"], "kind": kind, "value": value, "device_id": device["device_id"],
+                    "seen_at_ms": event["received_at_ms"]}
 
     def _resolve_device(self, session: Session, event: dict[str, Any]) -> Install | None:
         """A RevenueCat event names the device indirectly: the SDK's device id or IDFV as a
@@ -201,7 +220,6 @@ class AttributionHandler:
         install.sandbox = event["sandbox"]
         if previous is None:
             session.add(install)
-        session.flush()
         return install, False
 
     def _candidates(self, session: Session, app_id: str, signals: matching.InstallSignals,

@@ -17,6 +17,7 @@ from services.fanout.skan_routing import skan_jobs
 from shared.avro import AvroCodec
 from shared.forwarding.audit import audit_out
 from shared.forwarding.integrations import IntegrationCache
+from shared.forwarding.model import Integration
 from shared.kafka.consumer import TransientError
 from shared.kafka.records import InRecord, OutRecord, dead_letter_of
 from shared.kafka.topics import EVENTS_ATTRIBUTED, SKAN_DECODED, forward_topic
@@ -39,26 +40,38 @@ def forward_job(event: dict[str, Any], attribution: dict[str, Any], network: str
     }
 
 
+def _app_id(record: InRecord) -> str | None:
+    if record.schema == "apprefer.AttributedEvent":
+        return str(record.value["event"]["app_id"])
+    if record.schema == "apprefer.SkanDecoded":
+        return str(record.value["app_id"])
+    return None
+
+
 class FanoutHandler:
     def __init__(self, sessions: sessionmaker[Session], codec: AvroCodec, secret_key: str | None) -> None:
         self._sessions = sessions
         self._codec = codec
         self._integrations = IntegrationCache(secret_key)
+        self._batch_integrations: dict[str, dict[str, Integration]] = {}
 
     def __call__(self, records: list[InRecord]) -> list[OutRecord]:
         try:
             with self._sessions() as session:
-                return [out for record in records for out in self._fan_out(session, record)]
+                # Each app's integrations once per batch (one version check per app), not per record.
+                apps = {_app_id(r) for r in records} - {None}
+                self._batch_integrations = {app: self._integrations.for_app(session, app) for app in apps if app}
+            return [out for record in records for out in self._fan_out(record)]
         except OperationalError as exc:
             raise TransientError(str(exc)) from exc
 
-    def _fan_out(self, session: Session, record: InRecord) -> list[OutRecord]:
+    def _fan_out(self, record: InRecord) -> list[OutRecord]:
         if record.schema == "apprefer.SkanDecoded":
-            return self._fan_out_skan(session, record)
+            return self._fan_out_skan(record)
         if record.schema != "apprefer.AttributedEvent":
             return [dead_letter_of(record, f"unexpected schema {record.schema}", SERVICE)]
         event, attribution = record.value["event"], record.value["attribution"]
-        integrations = self._integrations.for_app(session, event["app_id"])
+        integrations = self._batch_integrations.get(event["app_id"], {})
         outputs: list[OutRecord] = []
         for network in FORWARDED_NETWORKS:
             integration = integrations.get(network)
@@ -81,8 +94,8 @@ class FanoutHandler:
                                          value=self._codec.encode("apprefer.ForwardJob", job)))
         return outputs
 
-    def _fan_out_skan(self, session: Session, record: InRecord) -> list[OutRecord]:
-        integration = self._integrations.for_app(session, record.value["app_id"]).get(SKAN_NETWORK)
+    def _fan_out_skan(self, record: InRecord) -> list[OutRecord]:
+        integration = self._batch_integrations.get(record.value["app_id"], {}).get(SKAN_NETWORK)
         if integration is None or not integration.enabled:
             return []
         return [OutRecord(topic=forward_topic(SKAN_NETWORK), key=record.key,

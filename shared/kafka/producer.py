@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -30,18 +30,31 @@ class AsyncProducer:
     def __init__(self, config: dict[str, Any]) -> None:
         self._producer = Producer(config)
         self._stopping = threading.Event()
+        # Sends whose last report arrived during one poll() are settled with a single wake-up of
+        # the event loop, not one per request: under load one poll serves hundreds of reports.
+        self._settled: list[Callable[[], None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._poller = threading.Thread(target=self._poll_forever, name="producer-poll", daemon=True)
         self._poller.start()
 
     def _poll_forever(self) -> None:
         while not self._stopping.is_set():
             self._producer.poll(0.05)
+            self._hand_back()
+
+    def _hand_back(self) -> None:
+        if not self._settled or self._loop is None:
+            return
+        settled, self._settled = self._settled, []
+        # The loop may be closed during shutdown; the poll thread must survive that.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(_run_all, settled)
 
     async def send(self, records: Sequence[OutRecord]) -> None:
         """Returns once the broker acknowledged every record; raises DeliveryFailed otherwise."""
         if not records:
             return
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         pending = len(records)
         errors: list[KafkaError] = []
@@ -64,9 +77,7 @@ class AsyncProducer:
                 pending -= 1
                 finished = pending == 0
             if finished:
-                # The loop may be closed during shutdown; the poll thread must survive that.
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(settle)
+                self._settled.append(settle)  # handed to the loop after this poll() returns
 
         for record in records:
             try:
@@ -88,9 +99,15 @@ class AsyncProducer:
         return len(self._producer)
 
     def close(self, timeout: float = 10.0) -> None:
-        self._producer.flush(timeout)
         self._stopping.set()
         self._poller.join(timeout=1.0)
+        self._producer.flush(timeout)
+        self._hand_back()
+
+
+def _run_all(callbacks: list[Callable[[], None]]) -> None:
+    for callback in callbacks:
+        callback()
 
 
 class SyncProducer:
