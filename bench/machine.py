@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import time
@@ -27,11 +28,23 @@ def machine_info() -> dict[str, object]:
     }
 
 
-def _busy_and_total_ticks() -> tuple[int, int]:
+def source_digest(repo: Path) -> str:
+    """SHA-256 over the product's sources (services, shared, schemas, pyproject.toml): which code was measured,
+    and whether someone changed it while the bench ran (the services import it when they start)."""
+    digest = hashlib.sha256()
+    files = [repo / "pyproject.toml", *sorted(repo.glob("services/**/*.py")), *sorted(repo.glob("shared/**/*.py")),
+             *sorted(repo.glob("schemas/*.avsc"))]
+    for path in files:
+        digest.update(str(path.relative_to(repo)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _machine_ticks() -> tuple[int, int, int]:
+    """(busy, total, steal) ticks of all cores since boot; steal: time the hypervisor ran someone else."""
     fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = fields[3] + fields[4]  # idle + iowait
     total = sum(fields[:8])  # guest time is already counted in user
-    return total - idle, total
+    return total - idle, total, fields[7]
 
 
 def _process_stat(pid: int) -> tuple[int, int] | None:
@@ -63,6 +76,7 @@ class CpuSnapshot:
     at: float
     busy: int
     total: int
+    steal: int
     per_pid: dict[int, tuple[int, int]]  # pid -> (ppid, ticks)
     exited_children: int
 
@@ -87,14 +101,14 @@ class CpuMeter:
         self.labels[pid] = name
 
     def snapshot(self) -> CpuSnapshot:
-        busy, total = _busy_and_total_ticks()
+        busy, total, steal = _machine_ticks()
         per_pid = {}
         for entry in os.listdir("/proc"):
             if entry.isdigit():
                 stat = _process_stat(int(entry))
                 if stat is not None:
                     per_pid[int(entry)] = stat
-        return CpuSnapshot(time.monotonic(), busy, total, per_pid, _own_children_ticks())
+        return CpuSnapshot(time.monotonic(), busy, total, steal, per_pid, _own_children_ticks())
 
     def _group(self, pid: int, parents: Mapping[int, int]) -> str:
         seen = pid
@@ -120,6 +134,7 @@ class CpuMeter:
         total = after.total - before.total
         return {
             "machine_busy": round((after.busy - before.busy) / total, 3) if total else 0.0,
+            "steal": round((after.steal - before.steal) / total, 3) if total else 0.0,
             "cores_by_process": {name: round(value, 2) for name, value in
                                  sorted(by_group.items(), key=lambda kv: -kv[1]) if value >= 0.01},
         }
