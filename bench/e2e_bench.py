@@ -174,8 +174,7 @@ class Pipeline:
         """Runs the load generator; closed loop when `rate` is None (window adapted after the given s)."""
         counters = loadgen.Counters.create(window=MIN_WINDOW)
         self.watcher.publish_count(prefix, counters.audited)
-        plan = loadgen.LoadPlan(url=self.url, key=self.key, prefix=prefix, seconds=seconds, rate=rate,
-                                closed_loop=rate is None)
+        plan = loadgen.LoadPlan(url=self.url, key=self.key, prefix=prefix, seconds=seconds, rate=rate)
         before, stages_before = self.meter.snapshot(), self.stage_counters()
         process = loadgen.start(plan, counters)
         self.meter.label(process.pid or 0, "load generator")

@@ -7,8 +7,8 @@ whoever finds the event's audit row can tell how long it took without asking thi
 
 Two ways to drive it:
 - `rate`: open loop, events per second on a fixed schedule, whatever happens downstream;
-- `closed_loop`: at most `Counters.window` events sent and not yet audited (the bench's audit watcher
-  publishes the audited count), which keeps the pipeline saturated without an unbounded backlog.
+- no rate: closed loop, at most `Counters.window` events sent and not yet audited (the bench's audit
+  watcher publishes the audited count), which keeps the pipeline saturated without an unbounded backlog.
 """
 
 from __future__ import annotations
@@ -36,8 +36,7 @@ class LoadPlan:
     key: str
     prefix: str  # starts every event id; names the phase
     seconds: float
-    rate: float | None = None  # events/s, open loop
-    closed_loop: bool = False  # True: at most `Counters.window` events in flight, no rate
+    rate: float | None = None  # events/s, open loop; None: closed loop (at most `Counters.window` in flight)
 
 
 @dataclass
@@ -103,9 +102,14 @@ class Load:
             await asyncio.gather(*(self.worker(session) for _ in range(WORKERS)))
             self.counters.ended_ms.value = int(time.time() * 1000)
 
+    def in_flight(self) -> int:
+        """Events sent, not refused, and not audited yet."""
+        counters = self.counters
+        return counters.issued.value - counters.failed.value - counters.audited.value
+
     async def wait_turn(self) -> bool:
         """False when the run is over."""
-        if self.plan.rate:
+        if self.plan.rate is not None:
             slot = self.next_slot
             self.next_slot += EVENTS_PER_REQUEST / self.plan.rate
             now = time.monotonic()
@@ -115,7 +119,7 @@ class Load:
                 with self.counters.late_ms.get_lock():
                     self.counters.late_ms.value += int((now - slot) * 1000)
         else:
-            while self.counters.issued.value - self.counters.audited.value >= self.counters.window.value:
+            while self.in_flight() >= self.counters.window.value:
                 if time.monotonic() >= self.deadline:
                     return False
                 await asyncio.sleep(0.005)

@@ -71,7 +71,7 @@ class ConsumerRunner:
         producer: SyncProducer,
         codec: AvroCodec,
         batch_size: int = 500,
-        poll_timeout: float = 0.5,
+        poll_timeout: float = 0.05,  # consume() waits this long for a full batch: keep latency low
         transient_retry_seconds: float = 120.0,
         due_header: str | None = None,
     ) -> None:
