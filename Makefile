@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test lint typecheck unit integration clean
+.PHONY: setup run test lint typecheck unit clean
 
 setup: $(BIN)/apprefer
 
