@@ -221,3 +221,55 @@ async def _parse_body(request: web.Request) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+class EventRecordingFake(FakeServer):
+    """A network that takes events and de-duplicates them on a key of its own (within 48 h for
+    Meta and TikTok; a test never spans that, so any repeat of the key counts as a duplicate)."""
+
+    def __init__(self, port: int = 0) -> None:
+        super().__init__(port)
+        self._events: list[dict[str, Any]] = []
+        self._test_events: list[dict[str, Any]] = []
+        self._unique: dict[tuple[str, str], dict[str, Any]] = {}
+        self._duplicates = 0
+
+    def dedupe_key(self, event: dict[str, Any], position: int) -> tuple[str, str]:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        with self._lock:
+            super().reset()
+            self._events, self._test_events, self._unique, self._duplicates = [], [], {}, 0
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Every accepted event, duplicates included (test events excluded)."""
+        with self._lock:
+            return list(self._events)
+
+    @property
+    def unique_events(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Accepted events de-duplicated on the network's key, first copy kept."""
+        with self._lock:
+            return dict(self._unique)
+
+    @property
+    def duplicates(self) -> int:
+        with self._lock:
+            return self._duplicates
+
+    @property
+    def test_events(self) -> list[dict[str, Any]]:
+        """Events sent with `test_event_code`: shown in the network's test tool, never counted as real."""
+        with self._lock:
+            return list(self._test_events)
+
+    def _record(self, events: list[dict[str, Any]]) -> None:
+        for event in events:
+            self._events.append(event)
+            key = self.dedupe_key(event, len(self._events))
+            if key in self._unique:
+                self._duplicates += 1
+            else:
+                self._unique[key] = event

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.base import RECORDED, FakeServer
+from tests.fakes.base import RECORDED, EventRecordingFake
 
 GRAPH_VERSION = "v26.0"
 MAX_EVENTS = 1000
@@ -22,7 +22,7 @@ RATE_LIMIT_MESSAGES = {
 }
 
 
-class FakeMeta(FakeServer):
+class FakeMeta(EventRecordingFake):
     """`POST /v26.0/{dataset_id}/events` and `GET /v26.0/{dataset_id}` with Meta's error shapes.
 
     `tokens`: access tokens that work; `dataset_ids`: datasets that exist (None: any id exists).
@@ -36,10 +36,6 @@ class FakeMeta(FakeServer):
         self.tokens = set(tokens)
         self.dataset_ids = None if dataset_ids is None else set(dataset_ids)
         self._expired_tokens: set[str] = set()
-        self._events: list[dict[str, Any]] = []
-        self._test_events: list[dict[str, Any]] = []
-        self._unique: dict[tuple[str, str], dict[str, Any]] = {}
-        self._duplicates = 0
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post(f"/{GRAPH_VERSION}/{{dataset_id}}/events", self._post_events)
@@ -70,39 +66,6 @@ class FakeMeta(FakeServer):
         error["fbtrace_id"] = _trace_id()
         return {"error": error}
 
-    def reset(self) -> None:
-        with self._lock:
-            super().reset()
-            self._events, self._test_events, self._unique, self._duplicates = [], [], {}, 0
-
-    # -- what was received -------------------------------------------------------------------------------------
-
-    @property
-    def events(self) -> list[dict[str, Any]]:
-        """Every accepted event, duplicates included (test events excluded)."""
-        with self._lock:
-            return list(self._events)
-
-    @property
-    def unique_events(self) -> dict[tuple[str, str], dict[str, Any]]:
-        """Accepted events deduplicated on (event_name, event_id), first one kept, as Meta does.
-
-        An event without event_id cannot be deduplicated: it is keyed (event_name, "<no event_id #n>").
-        """
-        with self._lock:
-            return dict(self._unique)
-
-    @property
-    def duplicates(self) -> int:
-        with self._lock:
-            return self._duplicates
-
-    @property
-    def test_events(self) -> list[dict[str, Any]]:
-        """Events sent with `test_event_code`: shown in Test Events by Meta, never counted as real."""
-        with self._lock:
-            return list(self._test_events)
-
     # -- handlers ----------------------------------------------------------------------------------------------
 
     async def _post_events(self, request: web.Request) -> web.Response:
@@ -131,16 +94,10 @@ class FakeMeta(FakeServer):
             return refusal
         return web.json_response({"id": dataset_id, "name": f"Fake dataset {dataset_id}"})
 
-    def _record(self, events: list[dict[str, Any]]) -> None:
-        # Meta dedupes within 48 h of the first copy; a test never spans that, so any repeat is a duplicate.
-        for event in events:
-            self._events.append(event)
-            event_id = event.get("event_id")
-            key = (event["event_name"], str(event_id) if event_id else f"<no event_id #{len(self._events)}>")
-            if key in self._unique:
-                self._duplicates += 1
-            else:
-                self._unique[key] = event
+    def dedupe_key(self, event: dict[str, Any], position: int) -> tuple[str, str]:
+        # (event_name, event_id), as Meta does; an event without event_id cannot be de-duplicated.
+        event_id = event.get("event_id")
+        return event["event_name"], str(event_id) if event_id else f"<no event_id #{position}>"
 
     def _check_token(self, token: str | None) -> web.Response | None:
         with self._lock:

@@ -8,13 +8,13 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.base import RECORDED, FakeServer
+from tests.fakes.base import RECORDED, EventRecordingFake
 
 TRACK_PATH = "/open_api/v1.3/event/track/"
 MAX_EVENTS = 1000
 
 
-class FakeTikTok(FakeServer):
+class FakeTikTok(EventRecordingFake):
     """`POST /open_api/v1.3/event/track/` with the `Access-Token` header.
 
     `tokens`: access tokens that work; `event_source_ids`: TikTok App IDs the token may send for (None: any).
@@ -27,10 +27,6 @@ class FakeTikTok(FakeServer):
         super().__init__(port)
         self.tokens = set(tokens)
         self.event_source_ids = None if event_source_ids is None else set(event_source_ids)
-        self._events: list[dict[str, Any]] = []
-        self._test_events: list[dict[str, Any]] = []
-        self._unique: dict[tuple[str, str], dict[str, Any]] = {}
-        self._duplicates = 0
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post(TRACK_PATH, self._track)
@@ -46,36 +42,6 @@ class FakeTikTok(FakeServer):
         """TikTok's envelope, for success and errors alike."""
         return {"code": code, "message": message, "request_id": secrets.token_hex(12),
                 "data": {} if data is None else data}
-
-    def reset(self) -> None:
-        with self._lock:
-            super().reset()
-            self._events, self._test_events, self._unique, self._duplicates = [], [], {}, 0
-
-    # -- what was received -------------------------------------------------------------------------------------
-
-    @property
-    def events(self) -> list[dict[str, Any]]:
-        """Every accepted event, duplicates included (test events excluded)."""
-        with self._lock:
-            return list(self._events)
-
-    @property
-    def unique_events(self) -> dict[tuple[str, str], dict[str, Any]]:
-        """Accepted events deduplicated on (event, event_id), first one kept, as TikTok does."""
-        with self._lock:
-            return dict(self._unique)
-
-    @property
-    def duplicates(self) -> int:
-        with self._lock:
-            return self._duplicates
-
-    @property
-    def test_events(self) -> list[dict[str, Any]]:
-        """Events sent with `test_event_code`: shown in TikTok's Test Events tool, never counted as real."""
-        with self._lock:
-            return list(self._test_events)
 
     # -- handler -----------------------------------------------------------------------------------------------
 
@@ -98,15 +64,8 @@ class FakeTikTok(FakeServer):
                 self._record(events)
         return _reply(0, "OK")
 
-    def _record(self, events: list[dict[str, Any]]) -> None:
-        # TikTok dedupes (event, event_id) within 48 h; a test never spans that, so any repeat is a duplicate.
-        for event in events:
-            self._events.append(event)
-            key = (event["event"], str(event["event_id"]))
-            if key in self._unique:
-                self._duplicates += 1
-            else:
-                self._unique[key] = event
+    def dedupe_key(self, event: dict[str, Any], position: int) -> tuple[str, str]:
+        return event["event"], str(event["event_id"])  # (event, event_id), as TikTok does
 
 
 def _body_problem(body: Any) -> str | None:
