@@ -9,7 +9,9 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
+from sqlalchemy import create_engine, func, select
 
+from shared.db.models import Click
 from shared.kafka.topics import EVENTS_ATTRIBUTED, create_topics
 from tests.support.pipeline import (
     AdminApi,
@@ -18,6 +20,7 @@ from tests.support.pipeline import (
     read_topic,
     service_env,
     start_gateway,
+    wait_until,
 )
 
 pytestmark = pytest.mark.slow
@@ -66,7 +69,16 @@ def test_click_install_purchase_attributed_on_postgres(fresh_bootstrap: str, mig
         assert http_call("POST", f"{base}/v1/clicks", click, s2s)[0] == 202
         assert http_call("POST", f"{base}/v1/clicks", {"ttclid": "TTclick-9", "ip": "127.0.0.1",
                                                         "user_agent": "DemoApp/2.0 (Android 14)"}, s2s)[0] == 202
-        time.sleep(1.5)  # clicks precede installs in life too; the consumer stores them first
+        # Clicks precede installs in life too: wait until the consumer has stored them (a click and
+        # its install on different partitions may otherwise be processed in either order).
+        engine = create_engine(migrated_pg_url)
+
+        def clicks_stored() -> bool:
+            with engine.connect() as connection:
+                return connection.scalar(select(func.count()).select_from(Click)) == 3
+
+        wait_until(clicks_stored, timeout=60, what="the three clicks to be stored")
+        engine.dispose()
 
         send(base, key, install("dev-referrer", referrer={"install_referrer": f"utm_source=x&{play_referrer}"}),
              user_agent="Other/1.0")
