@@ -75,6 +75,21 @@ def error_response(status: int, error: str, message: str, field: str | None = No
     return json_response(payload, status)
 
 
+async def json_object_body(request: web.Request) -> dict[str, Any] | web.Response:
+    """The request's JSON object, or the 400 to answer (not JSON, not an object, nested too deep)."""
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        return error_response(400, "invalid_json", "body is not valid JSON", "body")
+    if not isinstance(body, dict):
+        return error_response(400, "invalid_request", "must be a JSON object", "body")
+    try:
+        check_json_depth(body)
+    except InputError as exc:
+        return json_response(exc.as_json(), 400)
+    return body
+
+
 async def _body(request: web.Request, model: type[_Body]) -> Any:
     try:
         raw = orjson.loads(await request.read() or b"{}")
@@ -195,16 +210,9 @@ def admin_routes(store: GatewayStore, admin_token: str | None, public_base_url: 
     @routes.put("/admin/v1/apps/{app_id}/skan/schema")
     @guarded
     async def put_skan_schema(request: web.Request) -> web.StreamResponse:
-        try:
-            body = orjson.loads(await request.read())
-        except orjson.JSONDecodeError:
-            return error_response(400, "invalid_json", "body is not JSON", "body")
-        if not isinstance(body, dict):
-            return error_response(400, "invalid_request", "must be a JSON object", "body")
-        try:
-            check_json_depth(body)
-        except InputError as exc:
-            return json_response(exc.as_json(), 400)
+        body = await json_object_body(request)
+        if isinstance(body, web.Response):
+            return body
         try:
             return json_response(await call(store.put_skan_schema, request.match_info["app_id"], body))
         except SchemaError as exc:

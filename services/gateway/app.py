@@ -21,6 +21,7 @@ from services.gateway.admin import (
     DeadLetterLister,
     admin_routes,
     error_response,
+    json_object_body,
     json_response,
     storable_text,
 )
@@ -159,16 +160,9 @@ class Gateway:
         owner = await self._authenticate(request)
         if owner is None:
             return error_response(401, "unauthorized", "missing or unknown API key")
-        try:
-            body = orjson.loads(await request.read())
-        except orjson.JSONDecodeError:
-            return error_response(400, "invalid_json", "body is not valid JSON", "body")
-        if not isinstance(body, dict):
-            return error_response(400, "invalid_request", "must be a JSON object", "body")
-        try:
-            check_json_depth(body)
-        except InputError as exc:
-            return json_response(exc.as_json(), 400)
+        body = await json_object_body(request)
+        if isinstance(body, web.Response):
+            return body
         params = dict(body)
         ip, user_agent = params.pop("ip", None), params.pop("user_agent", None)
         link_id = params.pop("link_id", None)

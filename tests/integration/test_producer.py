@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from shared.kafka.config import producer_config
@@ -18,6 +17,7 @@ from shared.kafka.producer import AsyncProducer, DeliveryFailed, ProducerQueueFu
 from shared.kafka.records import OutRecord
 from shared.settings import Settings
 from tests.support.ports import free_port
+from tests.support.topic_reading import read_all
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -44,33 +44,6 @@ def down_bootstrap() -> str:
 @pytest.fixture
 def down_config(down_bootstrap: str) -> dict[str, Any]:
     return down_config_with(down_bootstrap)
-
-
-def read_all(bootstrap: str, topic: str) -> list[Message]:
-    """Every record on the topic now (read to EOF on each partition, no group join)."""
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": "test-reader", "enable.partition.eof": True,
-        "fetch.wait.max.ms": 10,  # the broker would otherwise hold the fetch that reports EOF for 500 ms
-    })
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        at_end: set[int] = set()
-        messages: list[Message] = []
-        deadline = time.monotonic() + 15
-        while at_end != set(partitions):
-            assert time.monotonic() < deadline, f"{topic}: EOF not reached on every partition"
-            for message in consumer.consume(500, 0.2):
-                error = message.error()
-                if error is None:
-                    messages.append(message)
-                elif error.code() == KafkaError._PARTITION_EOF:
-                    at_end.add(message.partition() or 0)
-                else:
-                    raise AssertionError(f"reading {topic}: {error}")
-        return messages
-    finally:
-        consumer.close()
 
 
 def create_topics(bootstrap: str, topics: list[str]) -> None:
