@@ -17,6 +17,7 @@ profiler. Without it py-spy costs the gateway about 4 % (2,590 -> 2,490 req/s, m
 from __future__ import annotations
 
 import html
+import os
 import re
 import shutil
 import subprocess
@@ -79,6 +80,8 @@ class Recording:
         self.svg = PROFILES / f"{name}.svg"
         self.command = [binary, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", str(RATE),
                         "--threads", "--full-filenames", "--format", "raw", "--output", str(self.raw)]
+        if os.environ.get("BENCH_PROFILE_IDLE"):  # waiting shows too: where a stage blocks
+            self.command.append("--idle")
         self._process: subprocess.Popen[bytes] | None = None
         self._starter = threading.Timer(delay, self._start)
         self._starter.start()

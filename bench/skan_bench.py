@@ -7,6 +7,11 @@ the guide's simulated test-app postbacks with a well-formed DER signature that d
 verification costs the same elliptic-curve work as a successful one). The simulated postbacks without a
 signature are measured apart: they skip the signature check.
 
+Beside that headline (`signed`), `signed_by_curve` measures the P-256 examples (SKAN 2.1+, what devices send
+today) and the P-192 ones (SKAN 1.0/2.0) apart; `signature_only` the bare signature check per curve (a fresh
+key); `overhead` verify + decode against the bare checks of the same examples (keys loaded, messages built and
+signatures decoded once: the ceiling for this mix), in alternating windows, and the Python cost between them.
+
 `python -m bench.skan_bench [--seconds N] [--cpu N]` prints one JSON line.
 """
 
@@ -14,23 +19,28 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
+import statistics
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.hashes import SHA256
 
 from services.skan.decode import SIMULATED_TEST_APP_SCHEMAS, decode, estimated_install_time, schema_in_force
-from services.skan.verify import verify_postback
+from services.skan.verify import APPLE_P192_KEY, APPLE_P256_KEY, signed_message, verify_postback
 from tests.support.pipeline import REPO
 
 TESTDATA = REPO.parent / "shared" / "testdata" / "skan"
 SCHEMA = SIMULATED_TEST_APP_SCHEMAS["888707086"]  # conversion bitmask: value 63 -> six event records
 # A DER ECDSA signature (SEQUENCE of two INTEGERs) that matches nothing.
+# Apple signs these versions with its P-192 key, every later one with its P-256 key (docs/skan.md).
+P192_VERSIONS = frozenset({"1.0", "2.0"})
 UNMATCHED_SIGNATURE = base64.b64encode(bytes([0x30, 0x44, 0x02, 0x20, *range(1, 33), 0x02, 0x20, *range(33, 65)]))
 
 
@@ -51,6 +61,15 @@ def signed_postbacks() -> tuple[list[dict[str, Any]], str]:
         return signed, f"{len(signed)} signed examples from {TESTDATA}"
     forged = [{**p, "attribution-signature": UNMATCHED_SIGNATURE.decode()} for p in simulated_postbacks()]
     return forged, "simulated postbacks with a non-matching DER signature (shared testdata not found)"
+
+
+def is_p192(postback: dict[str, Any]) -> bool:
+    return verify_postback(postback).version in P192_VERSIONS
+
+
+def by_curve(postbacks: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    groups = {"p256": [p for p in postbacks if not is_p192(p)], "p192": [p for p in postbacks if is_p192(p)]}
+    return {curve: group for curve, group in groups.items() if group}
 
 
 def verify_and_decode(postback: dict[str, Any], received_at: datetime) -> int:
@@ -96,6 +115,57 @@ def ecdsa_floor(seconds: float) -> dict[str, int]:
     return floor
 
 
+def prepared_checks(postbacks: list[dict[str, Any]]) -> list[Callable[[], None]]:
+    """Only `public_key.verify` per postback: key, decoded signature and signed message built beforehand (a
+    mismatch costs the same elliptic-curve work, so the result is ignored)."""
+    algorithm = ec.ECDSA(SHA256())
+
+    def check_of(postback: dict[str, Any]) -> Callable[[], None]:
+        key = APPLE_P192_KEY if is_p192(postback) else APPLE_P256_KEY
+        signature, message = base64.b64decode(postback["attribution-signature"]), signed_message(postback)
+
+        def check() -> None:
+            with contextlib.suppress(InvalidSignature):
+                key.verify(signature, message, algorithm)
+
+        return check
+
+    return [check_of(p) for p in postbacks]
+
+
+def us_per_item(run: Callable[[], None], items: int, seconds: float) -> float:
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() < started + seconds:
+        run()
+        done += items
+    return 1e6 * (time.perf_counter() - started) / done
+
+
+def overhead_split(postbacks: list[dict[str, Any]], seconds: float, rounds: int = 20) -> dict[str, Any]:
+    """verify + decode against the bare signature checks of the same postbacks, in alternating short windows:
+    this core's speed drifts with the machine's load, so two distant windows would mostly measure the drift.
+    Medians over the rounds; the difference is what the Python around the signature check costs."""
+    received_at = datetime.now(UTC)
+    checks = prepared_checks(postbacks)
+
+    def work_all() -> None:
+        for postback in postbacks:
+            verify_and_decode(postback, received_at)
+
+    def checks_all() -> None:
+        for check in checks:
+            check()
+
+    window = seconds / (2 * rounds)
+    pairs = [(us_per_item(work_all, len(postbacks), window), us_per_item(checks_all, len(checks), window))
+             for _ in range(rounds)]
+    work = statistics.median(w for w, _ in pairs)
+    bare = statistics.median(b for _, b in pairs)
+    return {"verify_decode_us_per_postback": round(work, 1), "signature_only_us_per_postback": round(bare, 1),
+            "signature_only_per_s": round(1e6 / bare),
+            "python_overhead_us_per_postback": round(statistics.median(w - b for w, b in pairs), 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=4.0)
@@ -104,9 +174,15 @@ def main() -> None:
     cpu = args.cpu if args.cpu is not None else max(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {cpu})
     signed, source = signed_postbacks()
-    result = {"cpu": cpu, "source": source, "signed": measure(signed, args.seconds),
-              "unsigned_simulated": measure(simulated_postbacks(), args.seconds / 2),
-              "signature_only": ecdsa_floor(args.seconds / 4)}
+    result: dict[str, Any] = {
+        "cpu": cpu,
+        "source": source,
+        "signed": measure(signed, args.seconds),
+        "signed_by_curve": {curve: measure(group, args.seconds / 4) for curve, group in by_curve(signed).items()},
+        "unsigned_simulated": measure(simulated_postbacks(), args.seconds / 2),
+        "signature_only": ecdsa_floor(args.seconds / 4),
+        "overhead": overhead_split(signed, args.seconds),
+    }
     print(json.dumps(result))
 
 

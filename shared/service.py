@@ -16,6 +16,7 @@ from shared.health import Check, serve_health
 from shared.kafka.config import consumer_config, producer_config
 from shared.kafka.consumer import ConsumerRunner, Handler
 from shared.kafka.producer import SyncProducer
+from shared.runtime import settle_heap
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ def run_consumer(settings: Settings, *, service: str, group_id: str, topics: Seq
             serve_health(settings.metrics_port, checks)
         except OSError as exc:  # a taken port must not stop the consumer itself
             log.error("health endpoint not started", extra={"port": settings.metrics_port, "error": str(exc)})
+    settle_heap()
     runner.run(stop_on_signals())
 
 

@@ -9,12 +9,11 @@ event set it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, or_, select, tuple_
+from sqlalchemy import or_, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,7 +30,6 @@ SERVICE = "attribution"
 TOPICS = (CLICKS_RAW, EVENTS_RAW)
 INSTALL = "install"
 REVENUECAT = "revenuecat"
-MAX_CANDIDATES = 500
 APP_RULES_TTL_SECONDS = 30.0
 
 
@@ -48,6 +46,24 @@ def click_row(click: dict[str, Any]) -> dict[str, Any]:
         "app_id", "click_key", "link_id", "network", "campaign", "click_id_type", "click_id", "idfa", "gaid",
         "fingerprint", "clicked_at_ms", "sandbox",
     )}
+
+
+def is_sdk_install(event: dict[str, Any]) -> bool:
+    return bool(event["event_name"] == INSTALL and event["source"] == "sdk")
+
+
+def install_time_ms(event: dict[str, Any]) -> int:
+    # Device clocks run fast and SDKs send late: never place an install after we received it.
+    return min(int(event["event_time_ms"]), int(event["received_at_ms"]))
+
+
+def install_signals(event: dict[str, Any], installed_at_ms: int) -> matching.InstallSignals:
+    device = event["device"]
+    return matching.install_signals(
+        event["referrer"], idfa=device.get("idfa"), gaid=device.get("gaid"),
+        fingerprint=matching.device_fingerprint(device.get("ip"), device.get("user_agent")),
+        installed_at=to_datetime(installed_at_ms),
+    )
 
 
 def install_row_attribution(row: Install) -> Attribution:
@@ -75,6 +91,33 @@ def attribution_record(attribution: Attribution, install: Install | None, reinst
     }
 
 
+class WrittenIdentities:
+    """The identity -> device rows this process wrote lately. A device repeats its ids in every event;
+    rewriting an unchanged row only moves seen_at_ms, so that is done at most every REFRESH_MS."""
+
+    REFRESH_MS = 10 * 60 * 1000
+    MAX_ENTRIES = 200_000
+
+    def __init__(self) -> None:
+        self._written: dict[tuple[str, str, str], tuple[str, int]] = {}
+
+    def changed(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rows worth writing, remembered as written: call `forget` when their transaction fails."""
+        if len(self._written) + len(rows) > self.MAX_ENTRIES:
+            self._written.clear()
+        fresh = []
+        for row in rows:
+            key = (row["app_id"], row["kind"], row["value"])
+            last = self._written.get(key)
+            if last is None or last[0] != row["device_id"] or row["seen_at_ms"] - last[1] >= self.REFRESH_MS:
+                fresh.append(row)
+                self._written[key] = (row["device_id"], row["seen_at_ms"])
+        return fresh
+
+    def forget(self) -> None:
+        self._written.clear()
+
+
 class AttributionHandler:
     def __init__(self, sessions: sessionmaker[Session], codec: AvroCodec) -> None:
         self._sessions = sessions
@@ -82,13 +125,18 @@ class AttributionHandler:
         self._rules: dict[str, tuple[float, AttributionRules]] = {}
         self._installs: dict[tuple[str, str], Install | None] = {}
         self._identities: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._clicks: dict[str, matching.ClickIndex] = {}
+        self._written_identities = WrittenIdentities()
 
     def __call__(self, records: list[InRecord]) -> list[OutRecord]:
         try:
             with self._sessions.begin() as session:
                 return self._process(session, records)
-        except OperationalError as exc:
-            raise TransientError(str(exc)) from exc
+        except Exception as exc:
+            self._written_identities.forget()  # the transaction rolled back: nothing it wrote counts
+            if isinstance(exc, OperationalError):
+                raise TransientError(str(exc)) from exc
+            raise
 
     def _process(self, session: Session, records: list[InRecord]) -> list[OutRecord]:
         outputs: list[OutRecord] = []
@@ -99,6 +147,8 @@ class AttributionHandler:
         # One query for every device of the batch instead of one per event.
         self._installs = self._load_installs(session, {(r.value["app_id"], r.value["device"]["device_id"])
                                                        for r in events})
+        # And one query for the clicks every install of the batch may match.
+        self._clicks = self._load_clicks(session, [r.value for r in events if is_sdk_install(r.value)])
         self._identities = {}
         for record in records:
             if record.schema == "apprefer.Click":
@@ -107,17 +157,23 @@ class AttributionHandler:
                 outputs.append(dead_letter_of(record, f"unexpected schema {record.schema}", SERVICE))
                 continue
             outputs.append(self._attribute(session, record))
-        upsert(session, DeviceIdentity, list(self._identities.values()), ("app_id", "kind", "value"),
-               ("device_id", "seen_at_ms"))
+        upsert(session, DeviceIdentity, self._written_identities.changed(list(self._identities.values())),
+               ("app_id", "kind", "value"), ("device_id", "seen_at_ms"))
         return outputs
 
     @staticmethod
     def _load_installs(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Install | None]:
         found: dict[tuple[str, str], Install | None] = dict.fromkeys(keys)
-        for start in range(0, len(keys), 500):
-            chunk = list(keys)[start:start + 500]
-            for row in session.scalars(select(Install).where(tuple_(Install.app_id, Install.device_id).in_(chunk))):
-                found[(row.app_id, row.device_id)] = row
+        device_ids_by_app: dict[str, list[str]] = {}
+        for app_id, device_id in sorted(keys):
+            device_ids_by_app.setdefault(app_id, []).append(device_id)
+        # Per app, `device_id IN (...)`: the primary key's own shape (a row-value IN can scan the table).
+        for app_id, device_ids in device_ids_by_app.items():
+            for start in range(0, len(device_ids), 500):
+                chunk = device_ids[start:start + 500]
+                for row in session.scalars(select(Install).where(Install.app_id == app_id,
+                                                                 Install.device_id.in_(chunk))):
+                    found[(row.app_id, row.device_id)] = row
         return found
 
     def _attribute(self, session: Session, record: InRecord) -> OutRecord:
@@ -129,7 +185,7 @@ class AttributionHandler:
             install = self._resolve_device(session, event)
             if install is not None:
                 event = {**event, "device": {**device, "device_id": install.device_id}}
-        if event["event_name"] == INSTALL and event["source"] == "sdk":
+        if is_sdk_install(event):
             install, reinstall = self._record_install(session, event, install)
             self._installs[(app_id, device["device_id"])] = install
         if event["source"] == "sdk":
@@ -185,8 +241,7 @@ class AttributionHandler:
     def _record_install(self, session: Session, event: dict[str, Any], previous: Install | None
                         ) -> tuple[Install, bool]:
         app_id, device = event["app_id"], event["device"]
-        # Device clocks run fast and SDKs send late: never place an install after we received it.
-        installed_at_ms = min(event["event_time_ms"], event["received_at_ms"])
+        installed_at_ms = install_time_ms(event)
         rules = self._app_rules(session, app_id)
         decision = matching.install_decision(
             PreviousInstall(previous.event_id, to_datetime(previous.installed_at_ms)) if previous else None,
@@ -198,12 +253,10 @@ class AttributionHandler:
             previous.last_install_event_id = event["event_id"]
             previous.last_install_at_ms = installed_at_ms
             return previous, True
-        signals = matching.install_signals(
-            event["referrer"], idfa=device.get("idfa"), gaid=device.get("gaid"),
-            fingerprint=matching.device_fingerprint(device.get("ip"), device.get("user_agent")),
-            installed_at=to_datetime(installed_at_ms),
-        )
-        attribution = matching.match_install(signals, self._candidates(session, app_id, signals, rules), rules)
+        signals = install_signals(event, installed_at_ms)
+        candidates = self._clicks.get(app_id, matching.ClickIndex()).candidates(
+            matching.click_search_keys(signals, rules))
+        attribution = matching.match_install(signals, candidates, rules)
         install = previous or Install(app_id=app_id, device_id=device["device_id"])
         install.event_id = event["event_id"]
         install.installed_at_ms = installed_at_ms
@@ -222,28 +275,34 @@ class AttributionHandler:
             session.add(install)
         return install, False
 
-    def _candidates(self, session: Session, app_id: str, signals: matching.InstallSignals,
-                    rules: AttributionRules) -> Iterable[matching.Click]:
-        search = matching.click_search_keys(signals, rules)
-        if not search.has_keys:
-            return []
+    def _load_clicks(self, session: Session, installs: list[dict[str, Any]]) -> dict[str, matching.ClickIndex]:
+        """Per app, the stored clicks any of these installs could match (a superset: the index and
+        `match_install` narrow it per install)."""
+        searches: dict[str, list[matching.ClickSearch]] = {}
+        for event in installs:
+            rules = self._app_rules(session, event["app_id"])
+            signals = install_signals(event, install_time_ms(event))
+            searches.setdefault(event["app_id"], []).append(matching.click_search_keys(signals, rules))
+        indexes = {}
+        for app_id, app_searches in searches.items():
+            search = matching.batch_click_search(app_searches)
+            if search is not None:
+                indexes[app_id] = matching.ClickIndex(self._query_clicks(session, app_id, search))
+        return indexes
+
+    @staticmethod
+    def _query_clicks(session: Session, app_id: str, search: matching.BatchClickSearch) -> list[matching.Click]:
         conditions = []
-        if search.click_key:
-            conditions.append(Click.click_key == search.click_key)
-        for click_id_type, click_id in search.network_click_ids:
-            conditions.append(and_(Click.click_id == click_id, Click.click_id_type == click_id_type))
-        if search.idfa:
-            conditions.append(Click.idfa == search.idfa)
-        if search.gaid:
-            conditions.append(Click.gaid == search.gaid)
-        if search.fingerprint:
-            conditions.append(Click.fingerprint == search.fingerprint)
-        rows = session.scalars(
-            select(Click)
+        for column, values in ((Click.click_key, search.click_keys), (Click.click_id, search.click_ids),
+                               (Click.idfa, search.idfas), (Click.gaid, search.gaids),
+                               (Click.fingerprint, search.fingerprints)):
+            if values:
+                conditions.append(column.in_(sorted(values)))
+        rows = session.execute(
+            select(Click.click_key, Click.network, Click.campaign, Click.click_id_type, Click.click_id, Click.idfa,
+                   Click.gaid, Click.fingerprint, Click.clicked_at_ms)
             .where(Click.app_id == app_id, or_(*conditions),
                    Click.clicked_at_ms.between(to_ms(search.earliest), to_ms(search.latest)))
-            .order_by(Click.clicked_at_ms.desc())
-            .limit(MAX_CANDIDATES)
         )
         return [
             matching.Click(

@@ -27,10 +27,13 @@ __all__ = [
     "ORGANIC",
     "Attribution",
     "AttributionRules",
+    "BatchClickSearch",
     "Click",
+    "ClickIndex",
     "ClickSearch",
     "InstallSignals",
     "PreviousInstall",
+    "batch_click_search",
     "click_search_keys",
     "device_fingerprint",
     "install_decision",
@@ -294,6 +297,77 @@ def click_search_keys(signals: InstallSignals, rules: AttributionRules = DEFAULT
         earliest=signals.installed_at - rules.lookback,
         latest=signals.installed_at + CLOCK_SKEW,
     )
+
+
+def _search_index_keys(search: ClickSearch) -> list[tuple[str, ...]]:
+    keys: list[tuple[str, ...]] = [("click_id", t, v) for t, v in search.network_click_ids]
+    for kind, value in (("click_key", search.click_key), ("idfa", search.idfa), ("gaid", search.gaid),
+                        ("fingerprint", search.fingerprint)):
+        if value:
+            keys.append((kind, value))
+    return keys
+
+
+def _click_index_keys(click: Click) -> list[tuple[str, ...]]:
+    keys: list[tuple[str, ...]] = [("click_key", click.click_key)]
+    if click.click_id_type and click.click_id:
+        keys.append(("click_id", click.click_id_type, click.click_id))
+    for kind, value in (("idfa", usable_ad_id(click.idfa)), ("gaid", usable_ad_id(click.gaid)),
+                        ("fingerprint", click.fingerprint)):
+        if value:
+            keys.append((kind, value))
+    return keys
+
+
+@dataclass(frozen=True, slots=True)
+class BatchClickSearch:
+    """One DB lookup for a batch of installs: clicks matching ANY of the keys, clicked in
+    [earliest, latest]. A superset of each install's own search; ``ClickIndex`` narrows it."""
+
+    click_keys: frozenset[str]
+    click_ids: frozenset[str]  # values only: the type is checked by the index
+    idfas: frozenset[str]
+    gaids: frozenset[str]
+    fingerprints: frozenset[str]
+    earliest: datetime
+    latest: datetime
+
+
+def batch_click_search(searches: Iterable[ClickSearch]) -> BatchClickSearch | None:
+    """The union of several installs' searches; None when none of them has a key."""
+    with_keys = [s for s in searches if s.has_keys]
+    if not with_keys:
+        return None
+    return BatchClickSearch(
+        click_keys=frozenset(s.click_key for s in with_keys if s.click_key),
+        click_ids=frozenset(v for s in with_keys for _, v in s.network_click_ids),
+        idfas=frozenset(s.idfa for s in with_keys if s.idfa),
+        gaids=frozenset(s.gaid for s in with_keys if s.gaid),
+        fingerprints=frozenset(s.fingerprint for s in with_keys if s.fingerprint),
+        earliest=min(s.earliest for s in with_keys),
+        latest=max(s.latest for s in with_keys),
+    )
+
+
+class ClickIndex:
+    """Clicks loaded once for a batch, looked up per install by the keys it can match on.
+
+    ``candidates`` returns every loaded click sharing a key with the search (unordered, each once);
+    ``match_install`` applies the time windows and the tiers.
+    """
+
+    def __init__(self, clicks: Iterable[Click] = ()) -> None:
+        self._by_key: dict[tuple[str, ...], list[Click]] = {}
+        for click in clicks:
+            for key in _click_index_keys(click):
+                self._by_key.setdefault(key, []).append(click)
+
+    def candidates(self, search: ClickSearch) -> list[Click]:
+        found: dict[str, Click] = {}
+        for key in _search_index_keys(search):
+            for click in self._by_key.get(key, ()):
+                found[click.click_key] = click
+        return list(found.values())
 
 
 # --------------------------------------------------------------------------------------------

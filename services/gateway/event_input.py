@@ -7,18 +7,19 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 import orjson
 from pydantic import (
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    with_config,
 )
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12 (a pydantic dependency)
 
 from services.gateway.user_data import UserDataError, hash_user_data
 
@@ -56,54 +57,60 @@ class InputError(ValueError):
         return {"error": "invalid_request", "field": self.field, "message": self.message}
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+# TypedDicts, not models: pydantic validates them in two thirds of the time and they need no model_dump.
+# Optional keys that were not sent are absent from the validated dict.
+_STRICT = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
-class DeviceIn(_Strict):
+@with_config(_STRICT)
+class DeviceIn(TypedDict):
     device_id: Id
-    idfa: Text | None = None
-    gaid: Text | None = None
-    ip: Text | None = None
-    user_agent: Text | None = None
-    os: Literal["ios", "android"] | None = None
-    os_version: Text | None = None
-    model: Text | None = None
-    locale: Text | None = None
-    att_status: Text | None = None
-    app_version: Text | None = None
+    idfa: NotRequired[Text | None]
+    gaid: NotRequired[Text | None]
+    ip: NotRequired[Text | None]
+    user_agent: NotRequired[Text | None]
+    os: NotRequired[Literal["ios", "android"] | None]
+    os_version: NotRequired[Text | None]
+    model: NotRequired[Text | None]
+    locale: NotRequired[Text | None]
+    att_status: NotRequired[Text | None]
+    app_version: NotRequired[Text | None]
 
 
-class ReferrerIn(_Strict):
-    install_referrer: Annotated[str, StringConstraints(max_length=4000)] | None = None
-    click_id: ClickIdValue | None = None
-    fbclid: ClickIdValue | None = None
-    gclid: ClickIdValue | None = None
-    gbraid: ClickIdValue | None = None
-    wbraid: ClickIdValue | None = None
-    ttclid: ClickIdValue | None = None
+@with_config(_STRICT)
+class ReferrerIn(TypedDict, total=False):
+    install_referrer: Annotated[str, StringConstraints(max_length=4000)] | None
+    click_id: ClickIdValue | None
+    fbclid: ClickIdValue | None
+    gclid: ClickIdValue | None
+    gbraid: ClickIdValue | None
+    wbraid: ClickIdValue | None
+    ttclid: ClickIdValue | None
 
 
-class RevenueIn(_Strict):
+@with_config(_STRICT)
+class RevenueIn(TypedDict):
     amount: Annotated[float, Field(strict=True)]  # strict: "9.99" and true are not amounts
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{3}$")]
 
 
-class EventIn(BaseModel):
-    # Fields beyond the contract are kept in `properties`, so the top level allows extras.
-    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
-
+# Fields beyond the contract are kept in `properties`, so the top level allows extras.
+@with_config(ConfigDict(extra="allow", str_strip_whitespace=True))
+class EventIn(TypedDict):
     event_id: Id
     event_name: Id
     event_time: Annotated[str | int | float, BeforeValidator(_time_type)]
     device: DeviceIn
-    referrer: ReferrerIn | None = None
-    user: dict[str, Any] | None = None
-    revenue: RevenueIn | None = None
-    properties: dict[str, Any] = Field(default_factory=dict)
+    referrer: NotRequired[ReferrerIn | None]
+    user: NotRequired[dict[str, Any] | None]
+    revenue: NotRequired[RevenueIn | None]
+    properties: NotRequired[dict[str, Any]]
 
 
 _EVENTS = TypeAdapter(list[EventIn])
+_EVENT_FIELDS = EventIn.__required_keys__ | EventIn.__optional_keys__
+_CONTAINERS = (dict, list)
+_NO_DEVICE_VALUES: dict[str, str | None] = dict.fromkeys(DeviceIn.__annotations__)  # every key, in order
 
 
 def _field_path(prefix: str, loc: tuple[int | str, ...]) -> str:
@@ -147,17 +154,47 @@ def parse_event_time(value: str | int | float, now_ms: int) -> int:
 
 def check_json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> None:
     """Raises InputError("body", ...) when arrays/objects nest deeper than `limit`. Iterative: no recursion."""
-    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, dict | list) else []
+    if _nests_deeper(value, limit):
+        raise InputError("body", f"JSON nested deeper than {limit} levels")
+
+
+def _nests_deeper(value: Any, levels: int) -> bool:
+    """Whether arrays/objects nest more than `levels` deep, `value` itself being the first level."""
+    if not isinstance(value, _CONTAINERS):
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, level = stack.pop()
-        if level > limit:
-            raise InputError("body", f"JSON nested deeper than {limit} levels")
-        children = item.values() if isinstance(item, dict) else item
-        stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
+        if level > levels:
+            return True
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, _CONTAINERS):
+                stack.append((child, level + 1))
+    return False
 
 
 def parse_events(body: Any, max_batch: int) -> tuple[list[EventIn], str]:
-    """Accepts one event or {"events": [...]}; returns the events and the field prefix used."""
+    """Accepts one event or {"events": [...]} nested at most MAX_JSON_DEPTH levels deep; returns the events and
+    the field prefix used. A body too deep is refused naming "body", whatever else is wrong with it."""
+    try:
+        events, prefix = _validate_events(body, max_batch)
+    except InputError:
+        check_json_depth(body)
+        raise
+    # A valid event's typed parts are flat, so only its free-form parts can reach the limit: checking just
+    # those costs a fraction of walking the whole body.
+    levels_below_event = MAX_JSON_DEPTH - (3 if prefix else 1)  # an event is at level 3 in {"events": [...]}
+    for event in events:
+        parts: list[Any] = [event.get("user"), event.get("properties")]
+        if not event.keys() <= _EVENT_FIELDS:
+            parts += [value for name, value in event.items() if name not in _EVENT_FIELDS]
+        for part in parts:
+            if _nests_deeper(part, levels_below_event):
+                raise InputError("body", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return events, prefix
+
+
+def _validate_events(body: Any, max_batch: int) -> tuple[list[EventIn], str]:
     if isinstance(body, dict) and "events" in body and "event_id" not in body:
         items = body["events"]
         if set(body) != {"events"}:
@@ -179,10 +216,26 @@ def parse_events(body: Any, max_batch: int) -> tuple[list[EventIn], str]:
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         loc = tuple(first["loc"])
+        message = _model_message(loc, first["type"]) or first["msg"]
         if not prefix:
             loc = loc[1:]  # a single event: no list index in the field name
-        raise InputError(_field_path(prefix, loc) or "body", first["msg"]) from None
+        raise InputError(_field_path(prefix, loc) or "body", message) from None
     return events, prefix
+
+
+# The events were pydantic models before they were TypedDicts: an event or typed part that is not an
+# object keeps the models' message, which clients may match on.
+_PART_MODELS = {"device": "DeviceIn", "referrer": "ReferrerIn", "revenue": "RevenueIn"}
+
+
+def _model_message(loc: tuple[int | str, ...], error_type: str) -> str | None:
+    if error_type != "dict_type":
+        return None
+    if len(loc) == 1:
+        return "Input should be a valid dictionary or instance of EventIn"
+    if len(loc) == 2 and loc[1] in _PART_MODELS:
+        return f"Input should be a valid dictionary or instance of {_PART_MODELS[loc[1]]}"
+    return None
 
 
 def raw_event_record(
@@ -191,43 +244,52 @@ def raw_event_record(
 ) -> dict[str, Any]:
     """The events.raw record: time normalised, request defaults filled, personal data hashed."""
     try:
-        event_time_ms = parse_event_time(event.event_time, received_at_ms)
+        event_time_ms = parse_event_time(event["event_time"], received_at_ms)
     except ValueError as exc:
         raise InputError(_join(field, "event_time"), str(exc)) from None
+    user = event.get("user")
     try:
-        user_hashes = hash_user_data(event.user or {})
+        user_hashes = hash_user_data(user) if user else {}
     except UserDataError as exc:
         raise InputError(_join(field, exc.field), str(exc)) from None
-    device = event.device.model_dump()
+    device = {**_NO_DEVICE_VALUES, **event["device"]}
     device["ip"] = device["ip"] or request_ip
     device["user_agent"] = device["user_agent"] or request_user_agent
-    referrer = {k: v for k, v in (event.referrer.model_dump() if event.referrer else {}).items() if v}
-    properties = dict(event.properties)
-    properties.update(event.model_extra or {})
+    referrer = event.get("referrer")
+    given_properties = event.get("properties", {})
+    properties = _properties_with_extras(event, given_properties)
     misplaced = PERSONAL_FIELD_NAMES.intersection(properties)
     if misplaced:
         # Raw personal data must never reach Kafka: it is only accepted in `user`, where it is hashed.
         name = sorted(misplaced)[0]
-        where = "properties." + name if name in event.properties else name
+        where = "properties." + name if name in given_properties else name
         raise InputError(_join(field, where), "personal data belongs in `user`, where it is hashed")
-    revenue = event.revenue
-    if revenue is not None and not math.isfinite(revenue.amount):
+    revenue = event.get("revenue")
+    if revenue is not None and not math.isfinite(revenue["amount"]):
         raise InputError(_join(field, "revenue.amount"), "must be a finite number")
     return {
-        "event_id": event.event_id,
+        "event_id": event["event_id"],
         "app_id": app_id,
-        "event_name": event.event_name,
+        "event_name": event["event_name"],
         "event_time_ms": event_time_ms,
         "received_at_ms": received_at_ms,
         "sandbox": sandbox,
         "source": source,
         "device": device,
-        "referrer": referrer,
+        "referrer": {k: v for k, v in referrer.items() if v} if referrer else {},
         "user_hashes": user_hashes,
-        "revenue_amount": revenue.amount if revenue else None,
-        "revenue_currency": revenue.currency.upper() if revenue else None,
+        "revenue_amount": revenue["amount"] if revenue else None,
+        "revenue_currency": revenue["currency"].upper() if revenue else None,
         "properties_json": orjson.dumps(properties).decode(),
     }
+
+
+def _properties_with_extras(event: EventIn, given: dict[str, Any]) -> dict[str, Any]:
+    """`properties` plus the event's fields beyond the contract, in the order sent (an extra wins a clash)."""
+    if event.keys() <= _EVENT_FIELDS:
+        return given
+    extras = {name: value for name, value in event.items() if name not in _EVENT_FIELDS}
+    return {**given, **extras}
 
 
 def _join(prefix: str, name: str) -> str:

@@ -18,6 +18,7 @@ from shared.forwarding.model import ConnectionCheck, Integration
 from shared.kafka.config import producer_config
 from shared.kafka.dlq import DlqFilter, dead_letter_topics, find_dead_letters
 from shared.kafka.producer import AsyncProducer
+from shared.runtime import settle_heap
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ def run(settings: Settings) -> None:
         engine.dispose()
 
     app.on_cleanup.append(close_producer)
+    settle_heap()
     log.info("gateway listening", extra={"host": settings.gateway_host, "port": settings.gateway_port})
     # run_app handles SIGINT/SIGTERM: stop accepting, finish in-flight requests, then cleanup.
     web.run_app(app, host=settings.gateway_host, port=settings.gateway_port, print=None,

@@ -200,16 +200,18 @@ def hash_user_data(user: Mapping[str, object]) -> dict[str, str]:
     """
     hashed: dict[str, str] = {}
     for key, raw in user.items():
-        field = f"user.{key}"
-        if key not in _FIELDS:
-            raise UserDataError(field, "unknown field")
-        text = _as_text(key, raw)
-        if text is None or not text.strip():
+        spec = _FIELDS.get(key)
+        if spec is None:
+            raise UserDataError(f"user.{key}", "unknown field")
+        text = raw if type(raw) is str else _as_text(key, raw)  # the common case without a call
+        if text is None:
             continue
-        meta_key, normalise = _FIELDS[key]
-
         candidate = text.strip()
-        if _SHA256_HEX.fullmatch(candidate):
+        if not candidate:
+            continue
+        meta_key, normalise = spec
+
+        if len(candidate) == 64 and _SHA256_HEX.fullmatch(candidate):  # the length test spares most a regex
             # For phones the pre-hash's input format (with or without "+") is unknown, so it
             # is only used as Meta's ph and no ph_e164 is derived from it.
             hashed[meta_key] = candidate.lower()
@@ -223,7 +225,7 @@ def hash_user_data(user: Mapping[str, object]) -> dict[str, str]:
             if meta_key == "ph":
                 hashed["ph_e164"] = sha256_hex("+" + normalised)
         except UnicodeEncodeError:  # lone surrogates from a lax JSON decoder
-            raise UserDataError(field, "is not valid Unicode text") from None
+            raise UserDataError(f"user.{key}", "is not valid Unicode text") from None
         except ValueError as exc:
-            raise UserDataError(field, str(exc)) from None
+            raise UserDataError(f"user.{key}", str(exc)) from None
     return hashed

@@ -23,7 +23,7 @@ from services.skan.postback_input import transaction_key
 from services.skan.verify import verify_postback
 from shared.avro import AvroCodec
 from shared.db.models import App, SkanConversionSchema, SkanPostback
-from shared.db.upsert import insert_ignoring_duplicates
+from shared.db.upsert import insert_if_new
 from shared.kafka.consumer import TransientError
 from shared.kafka.records import InRecord, OutRecord, dead_letter_of
 from shared.kafka.topics import SKAN_DECODED, SKAN_RAW
@@ -69,12 +69,13 @@ class SkanHandler:
         schemas = self._schemas(session, app.app_id) if app else []
         schema = decode.schema_in_force(schemas, decode.estimated_install_time(postback, received_at))
         policy = schema.signature_policy if schema else "enforce"
-        verification = verify_postback(postback)
         source = incoming["source"]
 
         existing = session.get(SkanPostback, (transaction_id, sequence_index))
         if existing is not None:
             return self._merge(session, existing, postback, source, schema, app, incoming, policy)
+        # Verified only when new: the signature check is most of a postback's CPU, and copies repeat.
+        verification = verify_postback(postback)
 
         status = signature_status(policy, verification.valid)
         is_install = app is not None and decode.is_winning(postback) and accepted(policy, verification.valid)
@@ -96,7 +97,7 @@ class SkanHandler:
             "records": [dataclasses.asdict(r) for r in decoded], "duplicates": 0,
             "received_at_ms": incoming["received_at_ms"],
         }
-        if not insert_ignoring_duplicates(session, SkanPostback, [row]):
+        if not insert_if_new(session, SkanPostback, row):
             # A concurrent copy won the insert: treat this one as its duplicate.
             existing = session.get(SkanPostback, (transaction_id, sequence_index))
             assert existing is not None

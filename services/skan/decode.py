@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, Literal, cast
 
@@ -394,8 +395,16 @@ _DEFAULT_HOURS_POST_INSTALL = (0.0, 24.0)
 # (24-48 h for window 0, 24-144 h for windows 1 and 2), whenever inside the window the event happened; so
 # install -> arrival is typically window end + mean delay. The table's hours do not change that.
 _SKAN4_TYPICAL_DELAY_HOURS: Mapping[int, float] = MappingProxyType({0: 48 + 36, 1: 168 + 84, 2: 840 + 84})
+# The same offsets as timedeltas, built once rather than per postback.
+_SKAN4_TYPICAL_DELAY: Mapping[int, timedelta] = MappingProxyType(
+    {window: timedelta(hours=hours) for window, hours in _SKAN4_TYPICAL_DELAY_HOURS.items()}
+)
+_DEFAULT_INSTALL_TO_ARRIVAL = _GUIDE_DELAY + timedelta(hours=sum(_DEFAULT_HOURS_POST_INSTALL) / 2)
 _PLAUSIBLE_FROM = datetime(2018, 1, 1, tzinfo=UTC)  # SKAdNetwork shipped in iOS 11.3
 _CLOCK_SKEW = timedelta(hours=1)
+
+
+_DOTTED_VERSION = re.compile(r"\d{1,3}(\.\d{1,3})*")
 
 
 def _version(postback: Mapping[str, Any]) -> tuple[int, ...] | None:
@@ -403,7 +412,14 @@ def _version(postback: Mapping[str, Any]) -> tuple[int, ...] | None:
     raw = postback.get("version")
     if raw is None:
         return (1, 0)
-    if not isinstance(raw, str) or not re.fullmatch(r"\d{1,3}(\.\d{1,3})*", raw):
+    if not isinstance(raw, str):
+        return None
+    return _parse_version(raw)
+
+
+@lru_cache(maxsize=64)  # a handful of real versions; bounded against junk ones
+def _parse_version(raw: str) -> tuple[int, ...] | None:
+    if not _DOTTED_VERSION.fullmatch(raw):
         return None
     return tuple(int(part) for part in raw.split("."))
 
@@ -442,8 +458,10 @@ def estimated_install_time(
     version = _version(postback)
     if version is not None and version >= (4,):
         window = min(sequence_index(postback), MAX_SEQUENCE_INDEX)
-        return arrival - timedelta(hours=_SKAN4_TYPICAL_DELAY_HOURS[window])
-    low, high = hours_post_install or _DEFAULT_HOURS_POST_INSTALL
+        return arrival - _SKAN4_TYPICAL_DELAY[window]
+    if not hours_post_install:
+        return arrival - _DEFAULT_INSTALL_TO_ARRIVAL
+    low, high = hours_post_install
     return arrival - _GUIDE_DELAY - timedelta(hours=(low + high) / 2)
 
 
@@ -509,23 +527,7 @@ def decode(postback: Mapping[str, Any], schema: ConversionSchema | None) -> list
     records: list[DecodedRecord] = []
     if window == 0:
         kind: RecordKind = "redownload" if flag(postback.get("redownload")) else "install"
-        records.append(
-            DecodedRecord(
-                kind=kind,
-                event_name=None,
-                count=1,
-                min_count=None,
-                max_count=None,
-                revenue=None,
-                min_revenue=None,
-                max_revenue=None,
-                currency=None,
-                min_hours=None,
-                max_hours=None,
-                value_unknown=fine is None and coarse is None,
-                **base,
-            )
-        )
+        records.append(_install(kind, base, value_unknown=fine is None and coarse is None))
     if schema is None:
         return records
     if fine is not None:
@@ -538,40 +540,80 @@ def decode(postback: Mapping[str, Any], schema: ConversionSchema | None) -> list
     return records
 
 
+def _install(kind: RecordKind, base: Mapping[str, Any], *, value_unknown: bool) -> DecodedRecord:
+    return DecodedRecord(
+        **{
+            "kind": kind,
+            "event_name": None,
+            "count": 1,
+            "min_count": None,
+            "max_count": None,
+            "revenue": None,
+            "min_revenue": None,
+            "max_revenue": None,
+            "currency": None,
+            "min_hours": None,
+            "max_hours": None,
+            **base,
+            "value_unknown": value_unknown,
+        }
+    )
+
+
 def _fine_rows(schema: ConversionSchema, value: int) -> tuple[TableRow, ...]:
     if value == 0:
         return ()
-    if schema.mode == "revenue":
-        assert schema.event_name is not None  # parse_schema guarantees it
-        amount = _money(Decimal(repr(schema.unit)) * value)
-        return (TableRow(schema.event_name, 1, 1, amount, amount, schema.currency),)
-    if schema.mode == "engagement":
-        assert schema.event_name is not None
-        return (TableRow(schema.event_name, value, value),)
-    if schema.mode == "conversion":
-        # Bits past the configured events carry nothing we could name: ignored.
-        return tuple(TableRow(name) for bit, name in enumerate(schema.events) if value >> bit & 1)
+    if schema.mode in _DERIVED_MODES:
+        events = tuple(schema.events)  # hashable even if a caller built the schema with a list
+        return _derived_rows(schema.mode, schema.event_name, events, schema.unit, schema.currency, value)
     return schema.fine.get(value, ())
+
+
+_DERIVED_MODES = frozenset({"revenue", "engagement", "conversion"})
+
+
+# The rows of the revenue, engagement and conversion modes are a pure function of these schema fields and the
+# value (64 values): computed once each, not per postback. typed: unit 7 and 7.0 stay apart (repr differs).
+@lru_cache(maxsize=1024, typed=True)
+def _derived_rows(
+    mode: Mode, event_name: str | None, events: tuple[str, ...], unit: float, currency: str, value: int
+) -> tuple[TableRow, ...]:
+    if mode == "revenue":
+        assert event_name is not None  # parse_schema guarantees it
+        amount = _money(Decimal(repr(unit)) * value)
+        return (TableRow(event_name, 1, 1, amount, amount, currency),)
+    if mode == "engagement":
+        assert event_name is not None
+        return (TableRow(event_name, value, value),)
+    # conversion: bits past the configured events carry nothing we could name, ignored.
+    return tuple(TableRow(name) for bit, name in enumerate(events) if value >> bit & 1)
+
+
+@lru_cache(maxsize=1024, typed=True)
+def _mid_revenue(min_revenue: float, max_revenue: float) -> float:
+    return _money((Decimal(repr(min_revenue)) + Decimal(repr(max_revenue))) / 2)
 
 
 def _event(row: TableRow, schema: ConversionSchema, base: Mapping[str, Any]) -> DecodedRecord:
     revenue = None
     if row.min_revenue is not None and row.max_revenue is not None:
-        revenue = _money((Decimal(repr(row.min_revenue)) + Decimal(repr(row.max_revenue))) / 2)
+        revenue = _mid_revenue(row.min_revenue, row.max_revenue)
     return DecodedRecord(
-        kind="event",
-        event_name=row.event_name,
-        count=-(-(row.min_count + row.max_count) // 2),  # ceil((min + max) / 2)
-        min_count=row.min_count,
-        max_count=row.max_count,
-        revenue=revenue,
-        min_revenue=row.min_revenue,
-        max_revenue=row.max_revenue,
-        currency=(row.currency or schema.currency) if revenue is not None else None,
-        min_hours=row.min_hours,
-        max_hours=row.max_hours,
-        value_unknown=False,
-        **base,
+        **{
+            "kind": "event",
+            "event_name": row.event_name,
+            "count": -(-(row.min_count + row.max_count) // 2),  # ceil((min + max) / 2)
+            "min_count": row.min_count,
+            "max_count": row.max_count,
+            "revenue": revenue,
+            "min_revenue": row.min_revenue,
+            "max_revenue": row.max_revenue,
+            "currency": (row.currency or schema.currency) if revenue is not None else None,
+            "min_hours": row.min_hours,
+            "max_hours": row.max_hours,
+            **base,
+            "value_unknown": False,
+        }
     )
 
 

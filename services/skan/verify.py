@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
+from typing import NamedTuple
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -139,6 +140,37 @@ _RULES: Mapping[str, _Rule] = MappingProxyType(
 SUPPORTED_VERSIONS: tuple[str, ...] = tuple(_RULES)
 
 
+class _SignedSlot(NamedTuple):
+    """A slot of _Rule compiled for the hot path (a tuple: unpacking it is cheaper than attribute access)."""
+
+    name: str  # the key read first; also the field its value renders as and a missing-slot error names
+    fallbacks: tuple[tuple[str, str], ...]  # then, in order: (postback key, field name it renders as)
+    optional: bool
+
+
+def _sources(name: str) -> tuple[tuple[str, str], ...]:
+    return tuple((key, name) for key in (name, *_ALIASES.get(name, ())))
+
+
+def _compile(slot: _Slot) -> _SignedSlot:
+    if isinstance(slot, _Optional):
+        sources = tuple(source for name in slot.alternatives for source in _sources(name))
+        return _SignedSlot(slot.alternatives[0], sources[1:], optional=True)
+    return _SignedSlot(slot, _sources(slot)[1:], optional=False)
+
+
+# Compiled once: building the message walks these instead of re-resolving slots and aliases per postback.
+_SIGNED_SLOTS: Mapping[str, tuple[_SignedSlot, ...]] = MappingProxyType(
+    {version: tuple(_compile(slot) for slot in rule.slots) for version, rule in _RULES.items()}
+)
+# Verification is immutable: one shared success value per version spares an allocation per postback.
+_VALID: Mapping[str, Verification] = MappingProxyType(
+    {version: Verification(valid=True, version=version, reason=None) for version in _RULES}
+)
+# Any int strictly inside this renders with str() (far below sys.get_int_max_str_digits' smallest limit).
+_PLAIN_INT_BOUND = 10**18
+
+
 def _required_for(rule: _Rule) -> tuple[str, ...]:
     signed = [slot for slot in rule.slots if isinstance(slot, str)]
     return tuple(dict.fromkeys([*_ALWAYS_REQUIRED, *signed]))  # ordered de-duplication
@@ -195,6 +227,17 @@ def _render_number(name: str, value: int | float) -> str:
 
 
 def _render(name: str, value: object) -> str:
+    # Exact-type fast paths for what real postbacks carry (bool is not `is int`); the rest gets every check.
+    if type(value) is str and value.isascii():
+        return value  # ASCII holds neither U+2063 nor a lone surrogate
+    if type(value) is int and -_PLAIN_INT_BOUND < value < _PLAIN_INT_BOUND:
+        return str(value)
+    if type(value) is bool:
+        return "true" if value else "false"
+    return _render_checked(name, value)
+
+
+def _render_checked(name: str, value: object) -> str:
     # bool before int: True is an int in Python but Apple signs it as "true".
     if isinstance(value, bool):
         text = "true" if value else "false"
@@ -215,23 +258,34 @@ def _render(name: str, value: object) -> str:
     return text
 
 
+def _build_message(postback: Mapping[str, object], version: str) -> bytes:
+    parts: list[str] = []
+    for slot_name, fallbacks, optional in _SIGNED_SLOTS[version]:
+        name, value = slot_name, postback.get(slot_name)
+        if value is None:  # JSON null counts as absent
+            name, value = _first_present(postback, fallbacks, slot_name)
+            if value is None:
+                if optional:  # an absent optional slot leaves no slot at all
+                    continue
+                raise SkanFieldError(f"missing signed field {slot_name}", slot_name)
+        # Plain ASCII strings need no rendering (see _render): skipping the call is measurable here.
+        parts.append(value if type(value) is str and value.isascii() else _render(name, value))
+    return SEPARATOR.join(parts).encode("utf-8")
+
+
+def _first_present(
+    postback: Mapping[str, object], sources: tuple[tuple[str, str], ...], slot_name: str
+) -> tuple[str, object | None]:
+    for key, name in sources:
+        value = postback.get(key)
+        if value is not None:
+            return name, value
+    return slot_name, None
+
+
 def signed_message(postback: Mapping[str, object]) -> bytes:
     """The exact bytes Apple signed for this postback; raises SkanFieldError if they cannot be built."""
-    rule = _RULES[_resolve_version(postback)]
-    parts: list[str] = []
-    for slot in rule.slots:
-        if isinstance(slot, _Optional):
-            for name in slot.alternatives:
-                value = _lookup(postback, name)
-                if value is not None:
-                    parts.append(_render(name, value))
-                    break
-            continue
-        value = _lookup(postback, slot)
-        if value is None:
-            raise SkanFieldError(f"missing signed field {slot}", slot)
-        parts.append(_render(slot, value))
-    return SEPARATOR.join(parts).encode("utf-8")
+    return _build_message(postback, _resolve_version(postback))
 
 
 def missing_fields(postback: object) -> list[str]:
@@ -266,27 +320,35 @@ def verify_postback(postback: object) -> Verification:
     except SkanFieldError as exc:
         return _invalid(None, exc.reason)
     try:
-        message = signed_message(postback)
+        message = _build_message(postback, version)
+        signature = _signature_bytes(postback.get("attribution-signature"))
     except SkanFieldError as exc:
         return _invalid(version, exc.reason)
-
-    signature_b64 = postback.get("attribution-signature")
-    if signature_b64 is None:
-        return _invalid(version, "missing attribution-signature")
-    if not isinstance(signature_b64, str):
-        return _invalid(version, "signature is not a string")
-    try:
-        # validate=True: otherwise stray characters are silently dropped and garbage could decode.
-        signature = base64.b64decode(signature_b64, validate=True)
-    except (binascii.Error, ValueError):  # ValueError: non-ASCII text
-        return _invalid(version, "signature is not base64")
-    try:
-        # Parsed separately only to tell a malformed signature from a wrong one in the reason.
-        decode_dss_signature(signature)
-    except ValueError:
-        return _invalid(version, "signature is not DER")
     try:
         _RULES[version].key.verify(signature, message, _ECDSA_SHA256)
     except InvalidSignature:
-        return _invalid(version, "signature does not match")
-    return Verification(valid=True, version=version, reason=None)
+        return _invalid(version, _mismatch_reason(signature))
+    return _VALID[version]
+
+
+def _signature_bytes(signature_b64: object) -> bytes:
+    if signature_b64 is None:
+        raise SkanFieldError("missing attribution-signature", "attribution-signature")
+    if not isinstance(signature_b64, str):
+        raise SkanFieldError("signature is not a string", "attribution-signature")
+    try:
+        # validate=True: otherwise stray characters are silently dropped and garbage could decode.
+        return base64.b64decode(signature_b64, validate=True)
+    except (binascii.Error, ValueError):  # ValueError: non-ASCII text
+        raise SkanFieldError("signature is not base64", "attribution-signature") from None
+
+
+def _mismatch_reason(signature: bytes) -> str:
+    # Parsed only after a failed check, to tell a malformed signature from a wrong one. A signature that
+    # verifies is always strict DER (OpenSSL re-encodes it and rejects any difference), so the success
+    # path can skip this parse without changing any result.
+    try:
+        decode_dss_signature(signature)
+    except ValueError:
+        return "signature is not DER"
+    return "signature does not match"

@@ -17,13 +17,13 @@ import hashlib
 import logging
 import random
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential
@@ -171,11 +171,17 @@ class ForwarderHandler:
     def _already_delivered(self, session: Session, jobs: list[ForwardJob]) -> set[tuple[str, str]]:
         if not jobs:
             return set()
-        keys = list({(job.event_id, job.network) for job in jobs})
-        rows = session.execute(
-            select(Delivery.event_id, Delivery.network).where(tuple_(Delivery.event_id, Delivery.network).in_(keys))
-        )
-        return {(event_id, network) for event_id, network in rows}
+        event_ids_by_network: dict[str, set[str]] = defaultdict(set)
+        for job in jobs:
+            event_ids_by_network[job.network].add(job.event_id)
+        delivered: set[tuple[str, str]] = set()
+        # `network = x AND event_id IN (...)` walks the primary key; a row-value IN over
+        # (event_id, network) pairs made PostgreSQL scan the whole ledger on every batch.
+        for network, event_ids in event_ids_by_network.items():
+            rows = session.execute(select(Delivery.event_id).where(
+                Delivery.network == network, Delivery.event_id.in_(sorted(event_ids))))
+            delivered.update((event_id, network) for (event_id,) in rows)
+        return delivered
 
     # --- calling the network ------------------------------------------------------------------
 
@@ -280,19 +286,22 @@ class ForwarderHandler:
         outputs: list[OutRecord] = []
         now_ms = int(time.time() * 1000)
         ledger: list[dict[str, object]] = []
+        outcome_counts: Counter[str] = Counter()
         for attempt in attempts:
-            job = replace(attempt.job, attempt=attempt.job.attempt + 1,
-                          first_attempt_ms=attempt.job.first_attempt_ms or now_ms)
-            outcome = attempt.outcome
-            FORWARD_OUTCOMES.labels(self._network, type(outcome).__name__).inc()
+            job, outcome = attempt.job, attempt.outcome
+            attempts_made = job.attempt + 1
+            outcome_counts[type(outcome).__name__] += 1
             common = {"http_status": attempt.http_status, "latency_ms": attempt.latency_ms,
-                      "request_hash": attempt.request_hash, "attempts": job.attempt}
+                      "request_hash": attempt.request_hash, "attempts": attempts_made}
             if isinstance(outcome, Delivered):
                 ledger.append({"event_id": job.event_id, "network": job.network, "app_id": job.app_id,
-                               "attempts": job.attempt, "delivered_at_ms": now_ms})
+                               "attempts": attempts_made, "delivered_at_ms": now_ms})
                 outputs.append(self._audit(job, "delivered", detail=outcome.detail,
                                            audit_id=delivered_audit_id(job.event_id, job.network), **common))
-            elif isinstance(outcome, Permanent):
+                continue
+            # The job as it goes on: to the retry topic or the dead-letter topic.
+            job = replace(job, attempt=attempts_made, first_attempt_ms=job.first_attempt_ms or now_ms)
+            if isinstance(outcome, Permanent):
                 outputs.append(self._dead_letter(attempt.record, job, outcome.reason))
                 outputs.append(self._audit(job, "rejected", detail=outcome.reason, error_code=outcome.error_code,
                                            **common))
@@ -311,6 +320,8 @@ class ForwarderHandler:
         if ledger:
             with self._sessions.begin() as session:
                 insert_ignoring_duplicates(session, Delivery, ledger)
+        for outcome_name, count in outcome_counts.items():
+            FORWARD_OUTCOMES.labels(self._network, outcome_name).inc(count)
         return outputs
 
     def _retry(self, record: InRecord, job: ForwardJob, reason: str, due_ms: int) -> OutRecord:

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -153,11 +154,10 @@ class ConsumerRunner:
         # The checkpoint, in this order: outputs acknowledged, then offsets committed.
         self._producer.send_all(outputs)
         self._commit(consumed)
-        for record in records:
-            RECORDS_PROCESSED.labels(self.service, record.topic).inc()
-        for output in outputs:
-            if output.topic.endswith(".dlq"):
-                DEAD_LETTERS.labels(self.service, output.topic).inc()
+        for topic, count in Counter(record.topic for record in records).items():
+            RECORDS_PROCESSED.labels(self.service, topic).inc(count)
+        for topic, count in Counter(o.topic for o in outputs if o.topic.endswith(".dlq")).items():
+            DEAD_LETTERS.labels(self.service, topic).inc(count)
         BATCH_SECONDS.labels(self.service).observe(time.monotonic() - started)
         OLDEST_UNPROCESSED_AGE.labels(self.service).set(0.0)
         self._record_lag()

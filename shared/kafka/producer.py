@@ -58,7 +58,6 @@ class AsyncProducer:
         done: asyncio.Future[None] = loop.create_future()
         pending = len(records)
         errors: list[KafkaError] = []
-        lock = threading.Lock()
         abandoned = False  # set when we raise ProducerQueueFull: nobody awaits `done` any more
 
         def settle() -> None:
@@ -70,13 +69,13 @@ class AsyncProducer:
                 done.set_result(None)
 
         def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            # Reports run inside poll() (the poll thread) or the final flush(), never both at once:
+            # no lock needed, and this runs once per record, holding the GIL the event loop wants.
             nonlocal pending
-            with lock:
-                if err is not None:
-                    errors.append(err)
-                pending -= 1
-                finished = pending == 0
-            if finished:
+            if err is not None:
+                errors.append(err)
+            pending -= 1
+            if pending == 0:
                 self._settled.append(settle)  # handed to the loop after this poll() returns
 
         for record in records:

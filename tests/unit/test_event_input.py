@@ -10,7 +10,14 @@ from typing import Any
 import orjson
 import pytest
 
-from services.gateway.event_input import InputError, parse_event_time, parse_events, raw_event_record
+from services.gateway.event_input import (
+    MAX_JSON_DEPTH,
+    InputError,
+    check_json_depth,
+    parse_event_time,
+    parse_events,
+    raw_event_record,
+)
 from shared.avro import codec
 
 NOW_MS = 1_700_000_000_000  # 2023-11-14T22:13:20Z
@@ -43,12 +50,12 @@ def input_error(call: Any, *args: Any, **kwargs: Any) -> InputError:
 
 def test_single_event_has_no_prefix() -> None:
     events, prefix = parse_events(event(), 500)
-    assert prefix == "" and [e.event_id for e in events] == ["ev-1"]
+    assert prefix == "" and [e["event_id"] for e in events] == ["ev-1"]
 
 
 def test_batch_keeps_order() -> None:
     events, prefix = parse_events({"events": [event(event_id=f"e{i}") for i in range(3)]}, 500)
-    assert prefix == "events" and [e.event_id for e in events] == ["e0", "e1", "e2"]
+    assert prefix == "events" and [e["event_id"] for e in events] == ["e0", "e1", "e2"]
 
 
 def test_batch_limit() -> None:
@@ -107,6 +114,93 @@ def test_unknown_top_level_fields_go_to_properties() -> None:
     rec = record(event(properties={"plan": "pro", "n": 2}, screen="paywall", ab={"v": 2}))
     assert json.loads(rec["properties_json"]) == {"plan": "pro", "n": 2, "screen": "paywall", "ab": {"v": 2}}
     assert record(event())["properties_json"] == "{}"
+
+
+# --- nesting depth -----------------------------------------------------------------------------
+
+TOO_DEEP = f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+
+
+def nested(levels: int) -> Any:
+    """Arrays and objects `levels` deep, alternating."""
+    value: Any = 1
+    for level in range(levels):
+        value = [value] if level % 2 else {"k": value}
+    return value
+
+
+def json_depth(value: Any) -> int:
+    """Written independently of check_json_depth: recursive, the depth limit keeps it shallow."""
+    if isinstance(value, dict):
+        return 1 + max((json_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((json_depth(v) for v in value), default=0)
+    return 0
+
+
+PLACES = {
+    "properties": lambda value: event(properties={"sku": "x", "deep": value}),
+    "user": lambda value: event(user={"email": value}),
+    "extra field": lambda value: event(screen=value),
+    "extra field, batch": lambda value: {"events": [event(), event(screen=value)]},
+    "properties, batch": lambda value: {"events": [event(properties={"deep": value})]},
+    "user, batch": lambda value: {"events": [event(), event(), event(user={"a": "b", "c": value})]},
+}
+
+
+@pytest.mark.parametrize("place", sorted(PLACES))
+def test_free_form_parts_are_refused_past_the_depth_limit(place: str) -> None:
+    checked = set()
+    for levels in range(MAX_JSON_DEPTH - 6, MAX_JSON_DEPTH + 1):
+        body = PLACES[place](nested(levels))
+        checked.add(json_depth(body))
+        if json_depth(body) <= MAX_JSON_DEPTH:
+            assert parse_events(body, 500)
+        else:
+            err = input_error(parse_events, body, 500)
+            assert (err.field, err.message) == ("body", TOO_DEEP)
+    assert {MAX_JSON_DEPTH, MAX_JSON_DEPTH + 1} <= checked
+
+
+@pytest.mark.parametrize("body", [
+    event(device={"device_id": nested(70)}),
+    event(event_time=nested(65)),
+    event(revenue={"amount": nested(65), "currency": "USD"}),
+    event(referrer=nested(65)),
+    {"events": [event(), nested(65)]},
+    {"events": [event(device={"device_id": "d", "idfa": nested(65)})]},
+    {"events": [event(), event(properties={"d": nested(70)})], "extra": 1},  # also an unexpected field
+    {"events": [event(properties={"d": nested(70)})] * 6},  # also too many events
+    {"events": {"one": nested(70)}},
+    [nested(70)],
+    nested(1000),
+])
+def test_a_body_too_deep_is_refused_for_its_depth_whatever_else_is_wrong(body: Any) -> None:
+    err = input_error(parse_events, body, 5)
+    assert (err.field, err.message) == ("body", TOO_DEEP)
+
+
+def test_check_json_depth() -> None:
+    for value in (nested(MAX_JSON_DEPTH), [1, [2, {"a": []}]], {}, "text", None, 5):
+        check_json_depth(value)
+    for value in (nested(MAX_JSON_DEPTH + 1), [[], nested(MAX_JSON_DEPTH)], {"a": 1, "b": {"c": nested(63)}}):
+        err = input_error(check_json_depth, value)
+        assert (err.field, err.message) == ("body", TOO_DEEP)
+    assert input_error(check_json_depth, nested(4), 3).message == "JSON nested deeper than 3 levels"
+
+
+def test_extra_fields_keep_their_order_in_properties() -> None:
+    rec = record(event(zeta=1, properties={"b": 2, "zeta": 0}, alpha={"x": [1]}))
+    assert rec["properties_json"] == '{"b":2,"zeta":1,"alpha":{"x":[1]}}'
+
+
+def test_a_part_that_is_not_an_object_is_named_as_before() -> None:
+    for part, model in (("device", "DeviceIn"), ("referrer", "ReferrerIn"), ("revenue", "RevenueIn")):
+        err = input_error(parse_events, event(**{part: "x"}), 500)
+        assert (err.field, err.message) == (part, f"Input should be a valid dictionary or instance of {model}")
+    err = input_error(parse_events, {"events": [event(), 7]}, 500)
+    assert (err.field, err.message) == ("events[1]", "Input should be a valid dictionary or instance of EventIn")
+    assert input_error(parse_events, event(user="x"), 500).message == "Input should be a valid dictionary"
 
 
 # --- event_time --------------------------------------------------------------------------------

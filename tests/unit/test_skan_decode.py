@@ -540,3 +540,29 @@ def test_simulated_test_app_schemas() -> None:
     assert set(SIMULATED_TEST_APP_SCHEMAS) == {"888707085", "888707086", "888707087"}
     assert all(s.signature_policy == "skip" for s in SIMULATED_TEST_APP_SCHEMAS.values())
     assert [s.mode for s in SIMULATED_TEST_APP_SCHEMAS.values()] == ["revenue", "conversion", "engagement"]
+
+
+def test_derived_rows_are_shared_not_mutated() -> None:
+    schema = parse_schema(CONVERSION)
+    first, again = decode(skan3(63), schema), decode(skan3(63), schema)
+    assert first == again and first[1] is not again[1]
+    assert names(decode(skan3(63), dataclasses.replace(schema, events=("a", "b")))) == ["a", "b"]
+
+
+def test_revenue_unit_type_does_not_leak_between_schemas() -> None:
+    as_float = parse_schema({**REVENUE, "unit": 0.1})
+    as_int = dataclasses.replace(as_float, unit=1)
+    assert [r.revenue for r in events(decode(skan3(3), as_float))] == [0.3]
+    assert [r.revenue for r in events(decode(skan3(3), as_int))] == [3.0]
+
+
+def test_default_hours_are_the_explicit_first_day() -> None:
+    for postback in (skan3(7), skan3(7, timestamp=str(int(RECEIVED.timestamp()) - 3600))):
+        default = estimated_install_time(postback, RECEIVED)
+        assert default == estimated_install_time(postback, RECEIVED, hours_post_install=(0.0, 24.0))
+        assert default == estimated_install_time(postback, RECEIVED, hours_post_install=())  # type: ignore[arg-type]
+
+
+def test_schema_built_with_an_event_list_still_decodes() -> None:
+    schema = dataclasses.replace(parse_schema(CONVERSION), events=["a", "b"])  # type: ignore[arg-type]
+    assert names(decode(skan3(3), schema)) == ["a", "b"]

@@ -584,3 +584,52 @@ def test_cli_unreadable_stdin_and_directory(tmp_path: Path) -> None:
     file = tmp_path / "binary.json"
     file.write_bytes(b"\xff\xfe\xfa")
     assert run_cli(str(file))[0] == 2
+
+
+def _reencoded(signature: bytes, how: str) -> bytes:
+    """A BER (not DER) or otherwise malformed re-encoding of a DER ECDSA signature's two INTEGERs."""
+    body = signature[2:]
+    r_len = body[1]
+    r, rest = body[2 : 2 + r_len], body[2 + r_len :]
+    if how == "trailing byte":
+        return signature + b"\x00"
+    if how == "long-form length":
+        return bytes([0x30, 0x81, len(body)]) + body
+    if how == "padded r":
+        return bytes([0x30, len(body) + 1, 0x02, r_len + 1, 0x00]) + r + rest
+    return bytes([0x30, len(body), 0x02, r_len, r[0] | 0x80]) + r[1:] + rest  # negative r
+
+
+@pytest.mark.parametrize("how", ["trailing byte", "long-form length", "padded r", "negative r"])
+@pytest.mark.parametrize("name", ["apple_v4.0_web_coarse_low_tier.json", "realworld_v1.0_p192_su67r6k2v3.json"])
+def test_non_der_forms_of_a_valid_signature_are_not_der(name: str, how: str) -> None:
+    # verify_postback only parses the DER after a failed check: no non-DER form of a good signature may pass.
+    postback = postback_of(name)
+    signature = base64.b64decode(postback["attribution-signature"])
+    postback["attribution-signature"] = base64.b64encode(_reencoded(signature, how)).decode()
+    assert verify_postback(postback) == Verification(valid=False, version=version_of({"postback": postback}),
+                                                     reason="signature is not DER")
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (10**18 - 1, str(10**18 - 1)),
+        (10**18, str(10**18)),
+        (-(10**18), str(-(10**18))),
+        (True, "true"),
+        (False, "false"),
+        ("café", "café"),
+        (7.25, "7.25"),
+    ],
+)
+def test_rendering_on_and_off_the_fast_paths(value: object, text: str) -> None:
+    postback = postback_of("realworld_v1.0_p192_su67r6k2v3.json")
+    postback["campaign-id"] = value
+    assert signed_message(postback).split("\u2063".encode())[1] == text.encode()
+
+
+def test_non_ascii_separator_is_still_caught() -> None:
+    postback = postback_of("apple_v3.0_winning.json")
+    postback["transaction-id"] = "é\u2063x"
+    assert verify_postback(postback).reason == "field transaction-id contains U+2063"
