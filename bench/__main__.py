@@ -18,7 +18,7 @@ from typing import Any
 
 from bench.e2e_bench import E2EDurations, run_e2e_bench
 from bench.gateway_bench import GatewayDurations, run_gateway_bench
-from bench.infra import OUT, postgres_server, postmaster_pid
+from bench.infra import OUT, TRY_PREFIX, postgres_server, postmaster_pid
 from bench.machine import OTHERS, CpuMeter, machine_info, source_digest, wait_until_quiet
 from tests.support.pipeline import REPO
 
@@ -152,6 +152,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "runtime_s": round(time.monotonic() - started, 1),
         "source_digest": code_at_start if code_at_start == code_at_end else f"{code_at_start} -> {code_at_end}",
+        "service_env_overrides": {k: v for k, v in os.environ.items() if k.startswith(TRY_PREFIX)},
         "details": details,
         "profiles": profiles,
     }

@@ -6,6 +6,7 @@ end-to-end tests do: `python -m services.cli run <service>` with the environment
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -115,9 +116,14 @@ class Services:
         self.processes = [(lbl, p) for lbl, p in self.processes if (lbl, p) not in chosen]
 
 
+TRY_PREFIX = "BENCH_ENV_"
+
+
 @contextmanager
 def services(bootstrap: str, database_url: str, **extra_env: str) -> Iterator[Services]:
-    running = Services(service_env(bootstrap, database_url, **extra_env))
+    # BENCH_ENV_<NAME>=value sets <NAME> for every service: for trying settings (e.g. linger.ms) under load.
+    tried = {name.removeprefix(TRY_PREFIX): value for name, value in os.environ.items() if name.startswith(TRY_PREFIX)}
+    running = Services(service_env(bootstrap, database_url, **{**extra_env, **tried}))
     try:
         yield running
     finally:
