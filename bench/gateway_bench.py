@@ -1,7 +1,8 @@
 """Gateway throughput and latency under wrk, beside a bare aiohttp app under the same load.
 
-1. bare vs single, alternated (two rounds each, so a passing disturbance hits both): `POST /v1/events`
-   with one purchase event per request, as fast as each server answers, same wrk settings;
+1. bare, naive and single, alternated (two rounds each, so a passing disturbance hits all):
+   `POST /v1/events` with one purchase event per request, as fast as each server answers, same wrk
+   settings (`bench/bare_gateway.py` describes the two references);
 2. the real gateway again, paced at half the single rate it just reached: p99 latency;
 3. the real gateway with 100 events per request: events per second;
 4. (profiles) py-spy on the gateway under the single and the batch load.
@@ -42,19 +43,22 @@ def run_gateway_bench(pg_server: str, meter: CpuMeter, durations: GatewayDuratio
                       log: Callable[[str], None]) -> dict[str, Any]:
     database = migrated_database(pg_server, "gateway")
     with broker_with_topics() as broker, services(broker.bootstrap, database) as running, \
-            child("bench.bare_gateway") as bare:
+            child("bench.bare_gateway") as bare, child("bench.bare_gateway", "--produce", broker.bootstrap) as naive:
         meter.label(broker_pid(broker), "broker (Tansu)")
         meter.label(bare.pid, "bare aiohttp app")
+        meter.label(naive.pid, "naive durable app")
         gateway, base = running.start_gateway()
         meter.label(gateway.process.pid if gateway.process else 0, "gateway")
         key = create_app(AdminApi(base))["live_key"]
         bare_url, gateway_url = f"{bare.base_url}/v1/events", f"{base}/v1/events"
+        naive_url = f"{naive.base_url}/v1/events"
+        pid_by_url = {bare_url: bare.pid, naive_url: naive.pid}
 
         gateway_pid = gateway.process.pid if gateway.process else 0
 
         def load(url: str, run: str, seconds: float, per_request: int = 1, rate: float = 0.0,
                  connections: int = CONNECTIONS) -> tuple[WrkResult, dict[str, object]]:
-            server = gateway_pid if url == gateway_url else bare.pid
+            server = pid_by_url.get(url, gateway_pid)
             before, threads_before = meter.snapshot(), thread_ticks(server)
             result = run_wrk(url, key=key, events_per_request=per_request, seconds=seconds,
                              connections=connections, rate=rate, run=run)
@@ -66,13 +70,15 @@ def run_gateway_bench(pg_server: str, meter: CpuMeter, durations: GatewayDuratio
             return result, usage
 
         log("gateway: warm-up")
-        load(bare_url, "warm-bare", durations.warmup)
-        load(gateway_url, "warm-single", durations.warmup)
-        rounds: dict[str, list[tuple[WrkResult, dict[str, object]]]] = {"bare": [], "single": []}
+        urls = {"bare": bare_url, "naive": naive_url, "single": gateway_url}
+        for name, url in urls.items():
+            load(url, f"warm-{name}", durations.warmup)
+        rounds: dict[str, list[tuple[WrkResult, dict[str, object]]]] = {name: [] for name in urls}
         for n in (1, 2):
-            rounds["bare"].append(load(bare_url, f"bare{n}", durations.measure))
-            rounds["single"].append(load(gateway_url, f"single{n}", durations.measure))
+            for name, url in urls.items():
+                rounds[name].append(load(url, f"{name}{n}", durations.measure))
         bare_rps = statistics.mean(r.rps for r, _ in rounds["bare"])
+        naive_rps = statistics.mean(r.rps for r, _ in rounds["naive"])
         single_rps = statistics.mean(r.rps for r, _ in rounds["single"])
         half, half_usage = load(gateway_url, "half", durations.half_load, rate=single_rps / 2)
         load(gateway_url, "warm-batch", durations.warmup, per_request=BATCH_SIZE, connections=BATCH_CONNECTIONS)
@@ -99,12 +105,15 @@ def run_gateway_bench(pg_server: str, meter: CpuMeter, durations: GatewayDuratio
         "details": {
             "wrk": {"threads": 1, "connections": CONNECTIONS, "batch_connections": BATCH_CONNECTIONS,
                     "seconds_per_round": durations.measure},
+            "naive_rps": round(naive_rps),
+            "single_over_naive": round(single_rps / naive_rps, 3),
             "bare_rounds": [r.as_dict() for r, _ in rounds["bare"]],
+            "naive_rounds": [r.as_dict() for r, _ in rounds["naive"]],
             "single_rounds": [r.as_dict() for r, _ in rounds["single"]],
             "half_load": {**half.as_dict(), "offered_rps": round(single_rps / 2)},
             "batch": {**batch.as_dict(), "events_per_request": BATCH_SIZE},
-            "cpu": {"bare": rounds["bare"][-1][1], "single": rounds["single"][-1][1], "half_load": half_usage,
-                    "batch": batch_usage},
+            "cpu": {"bare": rounds["bare"][-1][1], "naive": rounds["naive"][-1][1], "single": rounds["single"][-1][1],
+                    "half_load": half_usage, "batch": batch_usage},
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         },
         "profiles": profiles,
