@@ -66,8 +66,18 @@ def unique_name() -> Callable[[str], str]:
 def fresh_bootstrap(kafka_bootstrap: str) -> Iterator[str]:
     """A broker of the test's own (it starts in well under a second) so fixed topic names and
     consumer groups cannot see another test's records; the shared cluster when one is given."""
+    yield from _own_broker_unless_shared(kafka_bootstrap)
+
+
+@pytest.fixture(scope="module")
+def module_bootstrap(kafka_bootstrap: str) -> Iterator[str]:
+    """The same for a whole test module, e.g. one whose services are started once for all its tests."""
+    yield from _own_broker_unless_shared(kafka_bootstrap)
+
+
+def _own_broker_unless_shared(shared_bootstrap: str) -> Iterator[str]:
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        yield kafka_bootstrap
+        yield shared_bootstrap
         return
     with BrokerProcess() as broker:
         yield broker.bootstrap

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,7 +12,6 @@ import pytest
 
 from shared.db.migrate import upgrade
 from shared.kafka.topics import CLICKS_RAW, EVENTS_RAW, create_topics
-from tests.support.broker import BrokerProcess
 from tests.support.pipeline import AdminApi, http_call, read_topic, service_env, start_gateway, topic_size
 from tests.support.postgres import create_database
 
@@ -30,12 +28,8 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env(postgres_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    broker = None
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if not bootstrap:
-        broker = BrokerProcess().start()
-        bootstrap = broker.bootstrap
+def env(postgres_server_url: str, module_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    bootstrap = module_bootstrap
     database_url = create_database(postgres_server_url, f"gw_{uuid.uuid4().hex}")
     upgrade(database_url)
     create_topics(bootstrap, partitions=3, replication=1)
@@ -47,8 +41,6 @@ def env(postgres_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> I
         yield Env(base, bootstrap, admin, admin.new_app())
     finally:
         gateway.terminate()
-        if broker:
-            broker.stop()
 
 
 def event(**overrides: Any) -> dict[str, Any]:

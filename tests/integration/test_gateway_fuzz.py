@@ -27,7 +27,6 @@ from confluent_kafka.admin import AdminClient
 
 from shared.db.migrate import upgrade
 from shared.kafka.topics import CLICKS_RAW, EVENTS_RAW, SKAN_RAW, create_topics
-from tests.support.broker import BrokerProcess
 from tests.support.pipeline import ADMIN_TOKEN, AdminApi, http_call, read_topic, service_env, start_gateway
 from tests.support.postgres import create_database
 
@@ -65,12 +64,8 @@ class Gw:
 
 
 @pytest.fixture(scope="module")
-def gw(postgres_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gw]:
-    broker = None
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if not bootstrap:
-        broker = BrokerProcess().start()
-        bootstrap = broker.bootstrap
+def gw(postgres_server_url: str, module_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gw]:
+    bootstrap = module_bootstrap
     database_url = create_database(postgres_server_url, f"gwfuzz_{uuid.uuid4().hex}")
     upgrade(database_url)
     # One partition on our own broker: one sentinel read back proves every earlier record was read.
@@ -90,8 +85,6 @@ def gw(postgres_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
         gateway.assert_alive()
     finally:
         gateway.terminate()
-        if broker:
-            broker.stop()
 
 
 def marker() -> str:
