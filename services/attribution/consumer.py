@@ -126,6 +126,7 @@ class AttributionHandler:
         self._installs: dict[tuple[str, str], Install | None] = {}
         self._identities: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._clicks: dict[str, matching.ClickIndex] = {}
+        self._signals: dict[tuple[str, str], matching.InstallSignals] = {}  # this batch's installs
         self._written_identities = WrittenIdentities()
 
     def __call__(self, records: list[InRecord]) -> list[OutRecord]:
@@ -148,6 +149,7 @@ class AttributionHandler:
         self._installs = self._load_installs(session, {(r.value["app_id"], r.value["device"]["device_id"])
                                                        for r in events})
         # And one query for the clicks every install of the batch may match.
+        self._signals = {}
         self._clicks = self._load_clicks(session, [r.value for r in events if is_sdk_install(r.value)])
         self._identities = {}
         for record in records:
@@ -253,7 +255,7 @@ class AttributionHandler:
             previous.last_install_event_id = event["event_id"]
             previous.last_install_at_ms = installed_at_ms
             return previous, True
-        signals = install_signals(event, installed_at_ms)
+        signals = self._signals[(app_id, event["event_id"])]
         candidates = self._clicks.get(app_id, matching.ClickIndex()).candidates(
             matching.click_search_keys(signals, rules))
         attribution = matching.match_install(signals, candidates, rules)
@@ -282,6 +284,7 @@ class AttributionHandler:
         for event in installs:
             rules = self._app_rules(session, event["app_id"])
             signals = install_signals(event, install_time_ms(event))
+            self._signals[(event["app_id"], event["event_id"])] = signals  # matched with them below
             searches.setdefault(event["app_id"], []).append(matching.click_search_keys(signals, rules))
         indexes = {}
         for app_id, app_searches in searches.items():
