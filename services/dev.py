@@ -11,11 +11,14 @@ import os
 import secrets
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
 from types import FrameType
+
+from pydantic import SecretStr
 
 from shared.db.migrate import upgrade
 from shared.kafka.topics import create_topics
@@ -34,9 +37,47 @@ def _persistent_secret(path: Path) -> str:
     if path.exists():
         return path.read_text().strip()
     value = secrets.token_urlsafe(32)
-    path.write_text(value + "\n")
-    path.chmod(0o600)
+    # Created 0600 in one step: write_text then chmod left it world-readable for a moment.
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as secret_file:
+        secret_file.write(value + "\n")
     return value
+
+
+def dev_secrets(settings: Settings, data_dir: Path) -> dict[str, str]:
+    """APPREFER_SECRET_KEY and APPREFER_ADMIN_TOKEN for the services. A secret file is written only for a secret
+    generated and used: a variable that is set wins, and its file is neither created nor touched."""
+    return {
+        variable: _given(configured) or _persistent_secret(data_dir / file_name)
+        for variable, configured, file_name in (("APPREFER_SECRET_KEY", settings.secret_key, "secret.key"),
+                                                ("APPREFER_ADMIN_TOKEN", settings.admin_token, "admin.token"))
+    }
+
+
+def _given(secret: SecretStr | None) -> str | None:
+    """The value of a secret set in the environment; None when unset or blank."""
+    value = secret.get_secret_value() if secret is not None else ""
+    return value if value.strip() else None
+
+
+def private_data_dir(data_dir: Path, chosen: bool) -> None:
+    """Creates the data dir 0700: it holds the database and the dev secrets. An existing one open to others is
+    tightened when it is the default ./var (earlier versions created it 0755); one the user chose through
+    APPREFER_DATA_DIR is left as it is, with a warning."""
+    existed = data_dir.is_dir()
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = stat.S_IMODE(data_dir.stat().st_mode)
+    if not existed or not mode & 0o077:
+        return
+    if not chosen:
+        try:
+            data_dir.chmod(0o700)
+        except OSError as exc:
+            print(f"apprefer dev: warning: cannot make {data_dir} owner-only: {exc}", file=sys.stderr)
+        else:
+            print(f"apprefer dev: {data_dir} was open to others (mode {mode:o}); now 0700", file=sys.stderr)
+        return
+    print(f"apprefer dev: warning: APPREFER_DATA_DIR {data_dir} is open to others (mode {mode:o}) and holds the "
+          f"database and dev secrets; chmod 700 it", file=sys.stderr)
 
 
 def _start_broker(port: int, log_path: Path) -> subprocess.Popen[bytes]:
@@ -72,11 +113,12 @@ def _wait_for_broker(bootstrap: str, broker: subprocess.Popen[bytes] | None, tim
 
 def run_dev(settings: Settings) -> int:
     data_dir = settings.data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_data_dir(data_dir, chosen="data_dir" in settings.model_fields_set)
     env = dict(os.environ)
     env["APPREFER_DATA_DIR"] = str(data_dir)
-    env.setdefault("APPREFER_SECRET_KEY", _persistent_secret(data_dir / "secret.key"))
-    env.setdefault("APPREFER_ADMIN_TOKEN", _persistent_secret(data_dir / "admin.token"))
+    env.update(dev_secrets(settings, data_dir))
+    admin_token_source = ("from APPREFER_ADMIN_TOKEN" if _given(settings.admin_token)
+                          else f"in {data_dir / 'admin.token'}")
 
     broker = None
     if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
@@ -107,8 +149,8 @@ def run_dev(settings: Settings) -> int:
               f"{settings.effective_database_url}", file=sys.stderr)
         print(f"apprefer dev: consumers serve /readyz and /metrics on ports {settings.gateway_port + 1}-"
               f"{settings.gateway_port + len(SERVICES) - 1}", file=sys.stderr)
-        print(f"apprefer dev: admin token in {data_dir / 'admin.token'} "
-              "(or APPREFER_ADMIN_TOKEN); Ctrl-C stops everything", file=sys.stderr, flush=True)
+        print(f"apprefer dev: admin token {admin_token_source}; Ctrl-C stops everything", file=sys.stderr,
+              flush=True)
         while not stopping:
             time.sleep(0.5)
             for service, child in list(children.items()):

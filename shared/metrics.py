@@ -20,6 +20,13 @@ OLDEST_UNPROCESSED_AGE = Gauge(
     "apprefer_oldest_unprocessed_record_age_seconds",
     "Age of the oldest record in the batch being processed (0 when caught up)", ["service"],
 )
+PRODUCERS_REPLACED = Counter(
+    "apprefer_producers_replaced_total", "Kafka producers replaced after becoming unusable", ["service"]
+)
+RECORDS_DROPPED = Counter(
+    "apprefer_records_dropped_total",
+    "Records the broker refused whose dead letter was refused too (logged, then dropped)", ["service", "topic"],
+)
 HTTP_REQUESTS = Counter(
     "apprefer_http_requests_total", "Gateway requests by route and status", ["route", "status"]
 )
@@ -30,6 +37,13 @@ FORWARD_OUTCOMES = Counter(
 SKAN_POSTBACKS = Counter(
     "apprefer_skan_postbacks_total", "SKAN postbacks by sender and outcome", ["ad_network_id", "outcome"]
 )
+# At the gateway: accepted (known app) and unknown_app are answered 200, the others 413, 400 and 429.
+SKAN_INTAKE_OUTCOMES = ("accepted", "too_large", "invalid", "unknown_app", "rate_limited")
+SKAN_INTAKE = Counter(
+    "apprefer_skan_intake_total", "SKAN postbacks at the gateway by outcome", ["outcome"]
+)
+for _outcome in SKAN_INTAKE_OUTCOMES:
+    SKAN_INTAKE.labels(_outcome)  # every outcome shows, at 0, from the start
 FORWARD_RATE = Gauge(
     "apprefer_forward_rate_limit_rps", "Requests per second a forwarder currently allows itself", ["network"]
 )

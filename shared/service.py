@@ -42,15 +42,17 @@ def run_consumer(settings: Settings, *, service: str, group_id: str, topics: Seq
         consumer_config=consumer_config(settings, group_id),
         topics=topics,
         handler=handler,
-        producer=SyncProducer(producer_config(settings)),
+        producer=SyncProducer(producer_config(settings), service),
         codec=codec(),
         batch_size=settings.consumer_batch_size,
         due_header=due_header,
+        max_record_bytes=settings.kafka_max_record_bytes,
     )
     if settings.metrics_port:
         # A client of its own: the consumer's handle is busy in consume() on the main thread.
         admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
-        checks: dict[str, Check] = {"broker": lambda: _check_broker(admin)}
+        # The loop's own state first: a stalled or replaced producer fails readiness at once.
+        checks: dict[str, Check] = {"pipeline": runner.health, "broker": lambda: _check_broker(admin)}
         if engine is not None:
             checks["database"] = lambda: _ping(engine)
         try:

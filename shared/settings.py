@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     producer_queue_max_messages: int = Field(100_000, alias="APPREFER_PRODUCER_QUEUE_MAX_MESSAGES")
     # How long a record may wait for the broker before the gateway gives up and answers 503.
     producer_delivery_timeout_ms: int = Field(15_000, alias="APPREFER_PRODUCER_DELIVERY_TIMEOUT_MS")
+    # The largest record a producer sends (librdkafka's message.max.bytes; Kafka brokers default to
+    # 1,048,588). Set it to your cluster's limit: a larger record is refused and dead-lettered.
+    kafka_max_record_bytes: int = Field(1_000_000, alias="APPREFER_KAFKA_MAX_RECORD_BYTES", ge=100_000)
 
     # Storage. Unset means SQLite under the data dir.
     database_url: str | None = Field(None, alias="DATABASE_URL")
@@ -41,7 +44,19 @@ class Settings(BaseSettings):
     gateway_port: int = Field(8080, alias="APPREFER_GATEWAY_PORT")
     gateway_max_body_bytes: int = Field(1_048_576, alias="APPREFER_GATEWAY_MAX_BODY_BYTES")
     gateway_max_batch: int = Field(500, alias="APPREFER_GATEWAY_MAX_BATCH")
+    # Slow clients: a request's head (request line and headers) must be complete this many seconds after
+    # the connection opened or its first byte arrived, and its body this many seconds after the head; else
+    # the connection is dropped (a late body is answered 408). aiohttp itself never times these out.
+    gateway_header_timeout_seconds: float = Field(10.0, alias="APPREFER_GATEWAY_HEADER_TIMEOUT_SECONDS", gt=0)
+    gateway_body_timeout_seconds: float = Field(30.0, alias="APPREFER_GATEWAY_BODY_TIMEOUT_SECONDS", gt=0)
+    # Room kept under the record limit for what later stages add to an event (its attribution, job
+    # fields, retry and dead-letter headers: a few KB): the gateway refuses larger events with 413.
+    gateway_record_margin_bytes: int = Field(65_536, alias="APPREFER_GATEWAY_RECORD_MARGIN_BYTES", ge=0)
     api_key_cache_seconds: float = Field(30.0, alias="APPREFER_API_KEY_CACHE_SECONDS")
+    # SKAN routes are unauthenticated and real postbacks are under 4 KB: a limit of their own, far below the above.
+    skan_max_body_bytes: int = Field(16_384, alias="APPREFER_SKAN_MAX_BODY_BYTES", gt=0)
+    # Postbacks for an app id no app has, per source address (a token bucket); beyond it, 429.
+    skan_unknown_app_rate_per_minute: float = Field(60.0, alias="APPREFER_SKAN_UNKNOWN_APP_RATE_PER_MINUTE", gt=0)
 
     # Development runner.
     dev_broker_port: int = Field(9092, alias="APPREFER_DEV_BROKER_PORT")
@@ -79,6 +94,11 @@ class Settings(BaseSettings):
         if not delays or any(d < 0 for d in delays):
             raise ValueError("APPREFER_RETRY_DELAYS needs at least one non-negative delay")
         return value
+
+    @property
+    def gateway_max_record_bytes(self) -> int:
+        """The largest record the gateway produces: the record limit less the margin."""
+        return self.kafka_max_record_bytes - self.gateway_record_margin_bytes
 
     @property
     def retry_delay_seconds(self) -> list[float]:

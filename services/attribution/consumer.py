@@ -199,7 +199,7 @@ class AttributionHandler:
             "attributed_at_ms": int(time.time() * 1000),
         }
         return OutRecord(topic=EVENTS_ATTRIBUTED, key=record.key, headers=record.headers,
-                         value=self._codec.encode("apprefer.AttributedEvent", attributed_event))
+                         value=self._codec.encode("apprefer.AttributedEvent", attributed_event), origin=record)
 
     def _remember_identities(self, event: dict[str, Any]) -> None:
         """Advertising ids and the hashed external user id -> device, for events from elsewhere."""

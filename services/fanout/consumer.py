@@ -91,7 +91,7 @@ class FanoutHandler:
             else:
                 job = forward_job(event, attribution, network, decision.network_event_name)
                 outputs.append(OutRecord(topic=forward_topic(network), key=record.key,
-                                         value=self._codec.encode("apprefer.ForwardJob", job)))
+                                         value=self._codec.encode("apprefer.ForwardJob", job), origin=record))
         return outputs
 
     def _fan_out_skan(self, record: InRecord) -> list[OutRecord]:
@@ -99,5 +99,5 @@ class FanoutHandler:
         if integration is None or not integration.enabled:
             return []
         return [OutRecord(topic=forward_topic(SKAN_NETWORK), key=record.key,
-                          value=self._codec.encode("apprefer.ForwardJob", job))
+                          value=self._codec.encode("apprefer.ForwardJob", job), origin=record)
                 for job in skan_jobs(record.value, integration.settings)]

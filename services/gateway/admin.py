@@ -12,7 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import DataError
 
 from services.dlq.cli import epoch_ms
-from services.gateway.event_input import InputError, check_json_depth
+from services.gateway.event_input import (
+    DEFAULT_MAX_REVENUE_AMOUNT,
+    MAX_REVENUE_BOUND,
+    InputError,
+    check_json_depth,
+)
 from services.gateway.store import NETWORKS, GatewayStore, NotFound
 from services.skan.decode import SchemaError
 from shared.crypto import secrets_equal
@@ -33,6 +38,8 @@ class AppIn(_Body):
     lookback_days: int = Field(7, ge=1, le=90)
     fingerprint_window_hours: int = Field(24, ge=1, le=168)
     reattribution_days: int = Field(90, ge=1, le=365)
+    # strict: "5000000" and true are not bounds
+    max_revenue_amount: float = Field(DEFAULT_MAX_REVENUE_AMOUNT, gt=0, le=MAX_REVENUE_BOUND, strict=True)
 
 
 class KeyIn(_Body):
@@ -127,10 +134,13 @@ def admin_routes(store: GatewayStore, admin_token: str | None, public_base_url: 
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def wrapper(request: web.Request) -> web.StreamResponse:
-            given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            # Only "Bearer <token>" (the scheme is case-insensitive, RFC 9110): a bare token is refused.
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            given = given.strip()
             if admin_token is None:
                 return error_response(503, "admin_disabled", "APPREFER_ADMIN_TOKEN is not set")
-            if not given or not storable_text(given) or not secrets_equal(given, admin_token):
+            if (scheme.lower() != "bearer" or not given or not storable_text(given)
+                    or not secrets_equal(given, admin_token)):
                 return error_response(401, "unauthorized", "missing or wrong admin token")
             try:
                 return await handler(request)
@@ -139,6 +149,8 @@ def admin_routes(store: GatewayStore, admin_token: str | None, public_base_url: 
             except DataError:
                 # e.g. a NUL character or an over-long value that PostgreSQL refuses: bad input, not our fault.
                 return error_response(400, "invalid_request", "a value cannot be stored (NUL character or too long)")
+            # A database that refuses work for now (shared.db.session.database_unavailable) is answered 503
+            # + Retry-After by the app's middleware, for every route alike.
 
         return wrapper
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from services.gateway import revenuecat
 from services.gateway.admin import (
@@ -35,17 +38,19 @@ from services.gateway.event_input import (
 )
 from services.gateway.openapi import document as openapi_document
 from services.gateway.store import GatewayStore, KeyOwner, LinkTarget, now_ms
-from services.skan.postback_input import PostbackInputError, parse_postback, transaction_key
+from services.skan.postback_input import PostbackInputError, SourceRateLimiter, parse_postback, transaction_key
 from shared.avro import AvroCodec
 from shared.crypto import secrets_equal
-from shared.kafka.producer import AsyncProducer, DeliveryFailed, ProducerQueueFull
+from shared.db.session import database_unavailable
+from shared.kafka.producer import AsyncProducer, DeliveryFailed, ProducerQueueFull, RecordRefused
 from shared.kafka.records import OutRecord
 from shared.kafka.topics import CLICKS_RAW, EVENTS_RAW, SKAN_RAW
-from shared.metrics import EVENTS_ACCEPTED, HTTP_REQUESTS
+from shared.metrics import EVENTS_ACCEPTED, HTTP_REQUESTS, SKAN_INTAKE
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = "1"
+DATABASE_RETRY_AFTER_SECONDS = "5"  # a lock or a failover takes seconds
 
 
 class TtlCache:
@@ -90,11 +95,19 @@ _EVENTS_ACCEPTED = LabelledCounter(EVENTS_ACCEPTED)
 class Gateway:
     def __init__(self, *, store: GatewayStore, producer: AsyncProducer, codec: AvroCodec,
                  max_batch: int, key_cache_seconds: float,
-                 readiness: Callable[[], Awaitable[None]] | None = None) -> None:
+                 readiness: Callable[[], Awaitable[None]] | None = None,
+                 max_record_bytes: int = 1_000_000 - 65_536,
+                 skan_max_body_bytes: int = 16_384, skan_unknown_app_rate_per_minute: float = 60.0) -> None:
+        self._skan_max_body = skan_max_body_bytes
+        self._skan_unknown_app_rate = SourceRateLimiter(skan_unknown_app_rate_per_minute)
+        # True for an apple_app_id some app has, None (cached only briefly, like unknown keys) otherwise.
+        self._apple_app_ids = TtlCache(key_cache_seconds)
+        self._skan_intake = LabelledCounter(SKAN_INTAKE)
         self._store = store
         self._producer = producer
         self._codec = codec
         self._max_batch = max_batch
+        self._max_record_bytes = max_record_bytes
         self._keys = TtlCache(key_cache_seconds)
         self._links = TtlCache(key_cache_seconds)
         self._webhook_auth = TtlCache(min(key_cache_seconds, 5.0))
@@ -107,10 +120,31 @@ class Gateway:
         owner: KeyOwner | None = await self._keys.get(token[7:].strip(), self._store.key_owner)
         return owner
 
-    async def _produce(self, records: list[OutRecord]) -> web.Response | None:
+    def _too_large(self, records: list[OutRecord], fields: list[str] | None = None) -> web.Response | None:
+        """413 for a record that would leave later stages too little room under the broker's
+        record limit (they add the attribution and headers): refused here, before anything is
+        produced, rather than dead-lettered downstream."""
+        for index, record in enumerate(records):
+            size = len(record.value) + len(record.key or b"")
+            if size > self._max_record_bytes:
+                field = (fields[index] if fields else "") or "body"
+                return error_response(
+                    413, "too_large", f"the event's record would be {size:,} bytes; at most "
+                    f"{self._max_record_bytes:,} are accepted (APPREFER_KAFKA_MAX_RECORD_BYTES less "
+                    "APPREFER_GATEWAY_RECORD_MARGIN_BYTES)", field)
+        return None
+
+    async def _produce(self, records: list[OutRecord], fields: list[str] | None = None) -> web.Response | None:
         """None when the broker acknowledged every record, else the error response to send."""
+        too_large = self._too_large(records, fields)
+        if too_large is not None:
+            return too_large
         try:
             await self._producer.send(records)
+        except RecordRefused as exc:
+            # The broker's limit is below ours (a cluster with a smaller message.max.bytes).
+            log.error("broker refused a record", extra={"error": str(exc)})
+            return error_response(413, "too_large", "the broker refused the record as too large or invalid", "body")
         except ProducerQueueFull:
             return web.Response(status=503, headers={"Retry-After": RETRY_AFTER_SECONDS},
                                 body=b'{"error":"overloaded","message":"try again shortly"}',
@@ -140,6 +174,7 @@ class Gateway:
                 raw = raw_event_record(
                     event, app_id=owner.app_id, sandbox=owner.sandbox, received_at_ms=received_at,
                     request_ip=ip, request_user_agent=user_agent, field=event_field_prefix(prefix, index),
+                    max_revenue_amount=owner.max_revenue_amount,
                 )
                 records.append(OutRecord(
                     topic=EVENTS_RAW, key=f"{owner.app_id}:{raw['device']['device_id']}".encode(),
@@ -147,7 +182,7 @@ class Gateway:
                 ))
         except InputError as exc:
             return json_response(exc.as_json(), 400)
-        failure = await self._produce(records)
+        failure = await self._produce(records, [event_field_prefix(prefix, i) for i in range(len(records))])
         if failure is not None:
             return failure
         _EVENTS_ACCEPTED.inc("sandbox" if owner.sandbox else "live", amount=len(records))
@@ -238,16 +273,41 @@ class Gateway:
 
     async def skan_postback(self, request: web.Request) -> web.Response:
         """Ad networks (enriched, or Apple's body re-sent by redirect) and iOS's own copy. 200 for
-        every well-formed postback, duplicates included: the device retries for days otherwise."""
+        every well-formed postback within the limits, duplicates included: the device retries for days otherwise.
+        Anyone may post here, so intake is bounded: a body limit of its own (real postbacks are under 4 KB),
+        never read past, and postbacks for an app id no app has are rate-limited per source address."""
         source = "apple" if request.path.startswith("/.well-known/") else "network"
-        body = await request.read()
+        limit = self._skan_max_body
+        declared = request.content_length
+        body = b""
+        if declared is None or declared <= limit:
+            # A chunked body declares no length: read one byte past the limit, never more.
+            while len(body) <= limit and (chunk := await request.content.read(limit + 1 - len(body))):
+                body += chunk
+        if len(body) > limit or (declared is not None and declared > limit):
+            self._skan_intake.inc("too_large")
+            return error_response(413, "too_large", f"body over {limit} bytes", "body")
         try:
             postback = parse_postback(body, request.query)
             check_json_depth(postback)
             # An AdAttributionKit postback (jws-string) passes parse_postback without a transaction-id.
             transaction_id, sequence_index = transaction_key(postback)
         except (PostbackInputError, InputError) as exc:
+            self._skan_intake.inc("invalid")
             return error_response(400, "invalid_postback", exc.message, exc.field)
+        apple_app_id = str(postback.get("app-id"))
+        known = False  # an id longer than the column, or one PostgreSQL cannot compare, is no app's
+        if len(apple_app_id) <= 20 and storable_text(apple_app_id):
+            known = bool(await self._apple_app_ids.get(
+                apple_app_id, lambda app_id: self._store.knows_apple_app_id(app_id) or None))
+        if not known:
+            wait = self._skan_unknown_app_rate.take(request.remote or "")
+            if wait:
+                self._skan_intake.inc("rate_limited")
+                refused = error_response(429, "rate_limited", "too many postbacks for app ids no app has from "
+                                                              "this address; retry after Retry-After seconds")
+                refused.headers["Retry-After"] = str(math.ceil(wait))
+                return refused
         record = {
             "transaction_id": transaction_id, "sequence_index": sequence_index, "source": source,
             "postback_json": orjson.dumps(postback).decode(), "raw_body": body.decode("utf-8", "replace"),
@@ -258,6 +318,7 @@ class Gateway:
         if failure is not None:
             return failure
         _EVENTS_ACCEPTED.inc("skan")
+        self._skan_intake.inc("accepted" if known else "unknown_app")
         return json_response({"ok": True}, 200)
 
     def _click_out(self, click: dict[str, Any]) -> OutRecord:
@@ -306,15 +367,50 @@ def store_url_with_click(store_url: str, click: dict[str, Any]) -> str:
 @web.middleware
 async def count_requests(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                          ) -> web.StreamResponse:
+    """Counts every answer by route and status, and answers in JSON what escapes a handler: the one place
+    for failures of reading a body (every route reads it through request.read() or request.content)."""
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
     try:
         response = await handler(request)
     except web.HTTPRequestEntityTooLarge:
         _HTTP_REQUESTS.inc(route, "413")
         return error_response(413, "too_large", f"body over {request.client_max_size} bytes", "body")
+    except web.HTTPRequestTimeout:
+        # The body did not arrive in time: raised by request.read() (services/gateway/main.py's guard).
+        _HTTP_REQUESTS.inc(route, "408")
+        late = error_response(408, "timeout", "the body did not arrive in time", "body")
+        late.force_close()
+        return late
     except web.HTTPException as exc:
         _HTTP_REQUESTS.inc(route, str(exc.status))
         raise
+    except web.RequestPayloadError as exc:
+        # aiohttp could not decode the body: not valid in its Content-Encoding (gzip, deflate), or broken
+        # chunked framing. The client's fault; the connection cannot carry another request after it.
+        _HTTP_REQUESTS.inc(route, "400")
+        reason = getattr(exc.__cause__, "message", "") or "malformed body"
+        unreadable = error_response(400, "invalid_body", f"body cannot be read: {reason}", "body")
+        unreadable.force_close()
+        return unreadable
+    except (DBAPIError, PoolTimeout) as exc:
+        if not database_unavailable(exc):
+            log.exception("unhandled database error, answered 500", extra={"route": route})
+            _HTTP_REQUESTS.inc(route, "500")
+            return error_response(500, "internal_error", "the gateway failed to handle this request; retry later")
+        # Not now, rather than never: a lock, a failover, a read-only standby. Clients retry after a while.
+        log.warning("database unavailable", extra={"route": route, "error": str(exc).splitlines()[0]})
+        _HTTP_REQUESTS.inc(route, "503")
+        unavailable = error_response(503, "unavailable", "database unavailable; retry")
+        unavailable.headers["Retry-After"] = DATABASE_RETRY_AFTER_SECONDS
+        return unavailable
+    except ConnectionResetError:
+        # The client went away mid-request (nginx logs this 499): nothing failed here, and nobody reads the answer.
+        _HTTP_REQUESTS.inc(route, "499")
+        return error_response(499, "client_closed", "the client closed the connection")
+    except Exception:
+        log.exception("unhandled error, answered 500", extra={"route": route})
+        _HTTP_REQUESTS.inc(route, "500")
+        return error_response(500, "internal_error", "the gateway failed to handle this request; retry later")
     _HTTP_REQUESTS.inc(route, str(response.status))
     return response
 

@@ -29,6 +29,10 @@ MIN_EVENT_TIME_MS = 1_262_304_000_000  # 2010-01-01
 # Deeper request JSON is refused: orjson parses 1024 levels but serialises only 254, and nothing we accept
 # needs more than a few.
 MAX_JSON_DEPTH = 64
+# Revenue is forwarded to the networks as sent: an amount beyond the app's bound (`apps.max_revenue_amount`,
+# this by default) is a client bug or an attack on the advertiser's reporting, not a sale.
+DEFAULT_MAX_REVENUE_AMOUNT = 1_000_000.0
+MAX_REVENUE_BOUND = 1e12  # the largest bound an app may set
 
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
@@ -240,9 +244,10 @@ def _model_message(loc: tuple[int | str, ...], error_type: str) -> str | None:
 
 def raw_event_record(
     event: EventIn, *, app_id: str, sandbox: bool, received_at_ms: int, request_ip: str | None,
-    request_user_agent: str | None, field: str, source: str = "sdk",
+    request_user_agent: str | None, field: str, max_revenue_amount: float, source: str = "sdk",
 ) -> dict[str, Any]:
-    """The events.raw record: time normalised, request defaults filled, personal data hashed."""
+    """The events.raw record: time normalised, request defaults filled, personal data hashed, revenue
+    within 0..max_revenue_amount (the app's bound)."""
     try:
         event_time_ms = parse_event_time(event["event_time"], received_at_ms)
     except ValueError as exc:
@@ -265,8 +270,8 @@ def raw_event_record(
         where = "properties." + name if name in given_properties else name
         raise InputError(_join(field, where), "personal data belongs in `user`, where it is hashed")
     revenue = event.get("revenue")
-    if revenue is not None and not math.isfinite(revenue["amount"]):
-        raise InputError(_join(field, "revenue.amount"), "must be a finite number")
+    if revenue is not None:
+        check_revenue_amount(revenue["amount"], max_revenue_amount, _join(field, "revenue.amount"))
     return {
         "event_id": event["event_id"],
         "app_id": app_id,
@@ -282,6 +287,20 @@ def raw_event_record(
         "revenue_currency": revenue["currency"].upper() if revenue else None,
         "properties_json": orjson.dumps(properties).decode(),
     }
+
+
+def check_revenue_amount(amount: float, bound: float, field: str, *, allow_refunds: bool = False) -> None:
+    """Raises InputError(field, ...) unless 0 <= amount <= bound; with `allow_refunds` (negative amounts),
+    unless -bound <= amount <= bound."""
+    if not math.isfinite(amount):
+        raise InputError(field, "must be a finite number")
+    low = -bound if allow_refunds else 0.0
+    if not low <= amount <= bound:
+        raise InputError(field, f"must be between {_amount_text(low)} and {_amount_text(bound)}")
+
+
+def _amount_text(value: float) -> str:
+    return f"{value:.0f}" if float(value).is_integer() else repr(float(value))
 
 
 def _properties_with_extras(event: EventIn, given: dict[str, Any]) -> dict[str, Any]:

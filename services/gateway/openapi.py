@@ -14,7 +14,12 @@ from typing import Any
 
 from services.attribution.matching import CLICK_ID_TYPES
 from services.gateway.click_input import KNOWN_PARAMS
-from services.gateway.event_input import MAX_JSON_DEPTH, PERSONAL_FIELD_NAMES
+from services.gateway.event_input import (
+    DEFAULT_MAX_REVENUE_AMOUNT,
+    MAX_JSON_DEPTH,
+    MAX_REVENUE_BOUND,
+    PERSONAL_FIELD_NAMES,
+)
 from services.gateway.store import NETWORKS as STORE_NETWORKS
 from services.skan.postback_input import ENRICHMENT_KEYS
 
@@ -112,8 +117,9 @@ APP = _obj({
     "lookback_days": {"type": "integer"},
     "fingerprint_window_hours": {"type": "integer"},
     "reattribution_days": {"type": "integer"},
+    "max_revenue_amount": {"type": "number"},
 }, ["app_id", "name", "platform", "store_url", "bundle_id", "apple_app_id", "lookback_days",
-    "fingerprint_window_hours", "reattribution_days"])
+    "fingerprint_window_hours", "reattribution_days", "max_revenue_amount"])
 APP_IN = _obj({
     "name": {"type": "string", "minLength": 1, "maxLength": 200},
     "platform": {"type": "string", "enum": ["ios", "android"]},
@@ -123,6 +129,9 @@ APP_IN = _obj({
     "lookback_days": {"type": "integer", "minimum": 1, "maximum": 90, "default": 7},
     "fingerprint_window_hours": {"type": "integer", "minimum": 1, "maximum": 168, "default": 24},
     "reattribution_days": {"type": "integer", "minimum": 1, "maximum": 365, "default": 90},
+    "max_revenue_amount": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_REVENUE_BOUND,
+                           "default": DEFAULT_MAX_REVENUE_AMOUNT,
+                           "description": "POST /v1/events refuses a revenue.amount below 0 or above this (400)"},
 }, ["name", "platform"], closed=True)
 INTEGRATION = _obj({
     "app_id": {"type": "string"},
@@ -233,8 +242,12 @@ COMPONENTS: dict[str, Any] = {
         "RetryAfter": {"description": "seconds to wait before retrying", "schema": {"type": "string"}},
     },
     "responses": {
-        "BadJson": _json(_ref("Error"), "not JSON, nested deeper than the limit, or failing validation"),
-        "InputError": _json(_ref("InputError"), "bad input; `field` names it (body for an unreadable body)"),
+        "BadJson": _json(_ref("Error"), "not JSON, nested deeper than the limit, or failing validation; or a "
+                                        "body not valid in its Content-Encoding (invalid_body) or in one the "
+                                        "gateway cannot decode (unsupported_encoding: br, zstd)"),
+        "InputError": _json(_ref("InputError"), "bad input; `field` names it (body for an unreadable body: not "
+                                                "JSON, not valid in its Content-Encoding, or in one the gateway "
+                                                "cannot decode)"),
         "Unauthorized": _json(_ref("Error"), "missing, unknown or wrong credentials"),
         "NotFound": _json(_ref("Error"), "unknown resource"),
         "TooLarge": _json(_ref("Error"), "body larger than APPREFER_GATEWAY_MAX_BODY_BYTES (default 1 MiB)"),
@@ -243,7 +256,14 @@ COMPONENTS: dict[str, Any] = {
                                    "stored; retry after Retry-After seconds"),
             "headers": {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}},
         },
-        "AdminDisabled": _json(_ref("Error"), "APPREFER_ADMIN_TOKEN is not set (Test Connection: not configured)"),
+        "AdminUnavailable": {
+            **_json(_ref("Error"), "the database is unavailable (read-only, locked past its busy or lock "
+                                   "timeout, down): unavailable, retry after Retry-After seconds; or "
+                                   "APPREFER_ADMIN_TOKEN is not set (Test Connection, dead letters: not configured)"),
+            "headers": {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}},
+        },
+        "BodyTimeout": _json(_ref("Error"), "the body did not arrive within APPREFER_GATEWAY_BODY_TIMEOUT_SECONDS "
+                                            "of the headers (default 30); the connection is closed"),
     },
 }
 
@@ -271,7 +291,7 @@ def _query(name: str, description: str = "", **schema: Any) -> dict[str, Any]:
 
 INGEST_ERRORS = {"400": _r("InputError"), "401": _r("Unauthorized"), "413": _r("TooLarge"), "503": _r("Unavailable")}
 ADMIN: list[dict[str, list[str]]] = [{"adminToken": []}]
-ADMIN_ERRORS = {"401": _r("Unauthorized"), "503": _r("AdminDisabled")}
+ADMIN_ERRORS = {"401": _r("Unauthorized"), "503": _r("AdminUnavailable")}
 APP_ID = _path_param("app_id")
 NETWORK = _path_param("network", "any other network is a 404", enum=NETWORKS)
 
@@ -292,15 +312,24 @@ def _admin(summary: str, ok: dict[str, dict[str, Any]], *, body: dict[str, Any] 
 SKAN_POSTBACK_OPERATION = {
     "tags": ["ingest"],
     "summary": "A SKAdNetwork postback",
-    "description": "200 for every well-formed postback, duplicates included; 400 for an empty or malformed body "
-                   "or a missing mandatory field. Query parameters of the redirect method are merged in when the "
-                   "body lacks them (never over Apple's fields).",
+    "description": "200 for every well-formed postback within the limits, duplicates included; 400 for an empty "
+                   "or malformed body or a missing mandatory field; 413 for a body over "
+                   "APPREFER_SKAN_MAX_BODY_BYTES; 429 when a source address sends more postbacks for app ids no "
+                   "app has than APPREFER_SKAN_UNKNOWN_APP_RATE_PER_MINUTE (those are stored as a summary only). "
+                   "Query parameters of the redirect method are merged in when the body lacks them (never over "
+                   "Apple's fields).",
     "parameters": [_query(name) for name in SKAN_ENRICHMENT_PARAMS],
     "requestBody": _body(_ref("SkanPostbackIn"), example=EXAMPLE_POSTBACK),
     "responses": {
         "200": _json(_obj({"ok": {"const": True}}, ["ok"]), "stored on skan.raw"),
         "400": _r("BadJson"),
-        "413": _r("TooLarge"),
+        "413": _json(_ref("Error"), "body larger than APPREFER_SKAN_MAX_BODY_BYTES (default 16384 bytes; the "
+                                    "message names the limit), whatever the gateway's general limit"),
+        "429": {
+            **_json(_ref("Error"), "too many postbacks for app ids no app has from this source address; retry "
+                                   "after Retry-After seconds (postbacks for a known app are never refused so)"),
+            "headers": {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}},
+        },
         "503": _r("Unavailable"),
     },
 }
@@ -526,6 +555,11 @@ def _add_line_too_long(paths: dict[str, Any]) -> None:
 
 
 _add_line_too_long(PATHS)
+# Every operation that reads a body can see it arrive too slowly (services/gateway/main.py's guard).
+for _item in PATHS.values():
+    for _operation in _item.values():
+        if "requestBody" in _operation:
+            _operation["responses"].setdefault("408", _r("BodyTimeout"))
 
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -533,7 +567,11 @@ DOCUMENT: dict[str, Any] = {
         "title": "apprefer gateway",
         "version": "1",
         "description": "Self-hosted mobile attribution: the ingest gateway and its admin API. Request bodies are "
-                       "parsed as JSON whatever their Content-Type; a body that is not JSON is a 400 invalid_json.",
+                       "parsed as JSON whatever their Content-Type; a body that is not JSON is a 400 invalid_json. "
+                       "Content-Encoding gzip and deflate are decoded (a body not valid in them is a 400 "
+                       "invalid_body; br and zstd, on any route, a 400 unsupported_encoding). A request whose "
+                       "request line and headers are not complete within APPREFER_GATEWAY_HEADER_TIMEOUT_SECONDS "
+                       "(default 10) has its connection closed unanswered.",
     },
     "paths": PATHS,
     "components": COMPONENTS,

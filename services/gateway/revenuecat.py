@@ -4,7 +4,9 @@ RevenueCat retries anything but a 200 (5 times over ~2.5 hours) with the same ``
 types and fields without notice. So only the envelope and the few fields we rely on are checked
 (an ``InputError`` naming the field); everything else is taken leniently: unknown types become
 ``rc_<type>`` events, malformed subscriber attributes or personal data are dropped, implausible
-timestamps fall back to the time we received the webhook.
+timestamps fall back to the time we received the webhook. A price no store charges (``price`` beyond
+±1,000,000 USD, ``price_in_purchased_currency`` beyond ±1e12) is refused naming the field, as the
+networks would receive it as revenue.
 
 Mapping (issue 5): INITIAL_PURCHASE -> ``trial_start`` (period_type TRIAL) or ``subscribe``;
 RENEWAL -> ``renewal`` (``trial_conversion`` property when ``is_trial_conversion``);
@@ -21,7 +23,14 @@ from typing import Any
 
 import orjson
 
-from services.gateway.event_input import MAX_FUTURE_MS, MIN_EVENT_TIME_MS, InputError
+from services.gateway.event_input import (
+    DEFAULT_MAX_REVENUE_AMOUNT,
+    MAX_FUTURE_MS,
+    MAX_REVENUE_BOUND,
+    MIN_EVENT_TIME_MS,
+    InputError,
+    check_revenue_amount,
+)
 from services.gateway.user_data import UserDataError, hash_user_data, normalise_email, sha256_hex
 
 __all__ = [
@@ -52,7 +61,10 @@ _STRING_FIELDS = (
     "currency", "product_id", "transaction_id", "original_transaction_id",
 )
 _TIME_FIELDS = ("event_timestamp_ms", "purchased_at_ms")
-_NUMBER_FIELDS = ("price", "price_in_purchased_currency")
+# Prices and the bound on their magnitude (refunds are negative). `price` is in USD, so the SDK's default
+# bound applies; the local price runs to millions in IDR or VND for an ordinary purchase, so only the
+# largest bound an app may set does. (The per-app bound is not looked up for webhooks.)
+_PRICE_BOUNDS = {"price": DEFAULT_MAX_REVENUE_AMOUNT, "price_in_purchased_currency": MAX_REVENUE_BOUND}
 _STRING_LIST_FIELDS = ("aliases", "transferred_from", "transferred_to")
 
 _EMAIL_LIKE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -99,11 +111,13 @@ def webhook_event(body: Any) -> Mapping[str, Any]:
         value = event.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise InputError(f"event.{name}", "must be an integer (epoch milliseconds)")
-    for name in _NUMBER_FIELDS:
+    for name, bound in _PRICE_BOUNDS.items():
         value = event.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                  or not math.isfinite(value)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
             raise InputError(f"event.{name}", "must be a finite number")
+        check_revenue_amount(value, bound, f"event.{name}", allow_refunds=True)
     for name in _STRING_LIST_FIELDS:
         value = event.get(name)
         if value is None:

@@ -35,6 +35,7 @@ def now_ms() -> int:
 class KeyOwner:
     app_id: str
     sandbox: bool
+    max_revenue_amount: float  # the app's bound on revenue.amount
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,7 @@ def app_json(app: App) -> dict[str, Any]:
         "app_id": app.app_id, "name": app.name, "platform": app.platform, "store_url": app.store_url,
         "bundle_id": app.bundle_id, "apple_app_id": app.apple_app_id,
         "lookback_days": app.lookback_days, "fingerprint_window_hours": app.fingerprint_window_hours,
-        "reattribution_days": app.reattribution_days,
+        "reattribution_days": app.reattribution_days, "max_revenue_amount": app.max_revenue_amount,
     }
 
 
@@ -76,10 +77,12 @@ class GatewayStore:
 
     def key_owner(self, key: str) -> KeyOwner | None:
         with self._sessions() as session:
-            row = session.scalar(
-                select(ApiKey).where(ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at_ms.is_(None))
-            )
-            return KeyOwner(row.app_id, row.mode == "test") if row else None
+            row = session.execute(
+                select(ApiKey.app_id, ApiKey.mode, App.max_revenue_amount)
+                .join(App, App.app_id == ApiKey.app_id)
+                .where(ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at_ms.is_(None))
+            ).first()
+            return KeyOwner(row.app_id, row.mode == "test", row.max_revenue_amount) if row else None
 
     def link_target(self, link_id: str) -> LinkTarget | None:
         with self._sessions() as session:
@@ -92,6 +95,11 @@ class GatewayStore:
                 return None
             link, app_store_url = row
             return LinkTarget(link.app_id, link.network, link.campaign, link.store_url or app_store_url)
+
+    def knows_apple_app_id(self, apple_app_id: str) -> bool:
+        """Whether an app has this App Store id: SKAN postbacks for any other are only counted, and rate-limited."""
+        with self._sessions() as session:
+            return session.scalar(select(App.app_id).where(App.apple_app_id == apple_app_id).limit(1)) is not None
 
     def ping(self) -> None:
         with self._sessions() as session:

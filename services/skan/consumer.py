@@ -4,7 +4,8 @@ Each postback is verified (Apple's signature, per the app's `signature_policy`),
 (transaction-id, postback-sequence-index) with an idempotent insert, merged with the other copy of
 the same postback (Apple's direct copy wins on the conversion value), and decoded with the app's
 conversion schema in force at the estimated install time. Only winning postbacks that pass the
-policy become installs; the rest are stored with their reason and counted.
+policy become installs; the rest are stored with their reason and counted. A postback for an app id
+no app has is stored as a summary only (postback_input.summary, no raw body) and stays one.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.skan import decode
-from services.skan.postback_input import transaction_key
+from services.skan.postback_input import summary, transaction_key
 from services.skan.verify import verify_postback
 from shared.avro import AvroCodec
 from shared.db.models import App, SkanConversionSchema, SkanPostback
@@ -97,6 +98,9 @@ class SkanHandler:
             "records": [dataclasses.asdict(r) for r in decoded], "duplicates": 0,
             "received_at_ms": incoming["received_at_ms"],
         }
+        if app is None:
+            # Anyone can post for any app id: keep a summary to count and trace, not what a flood could fill.
+            row.update(postback=summary(postback), raw_body="", conversion_value=None, coarse_conversion_value=None)
         if not insert_if_new(session, SkanPostback, row):
             # A concurrent copy won the insert: treat this one as its duplicate.
             existing = session.get(SkanPostback, (transaction_id, sequence_index))
@@ -114,6 +118,8 @@ class SkanHandler:
         SKAN_POSTBACKS.labels(str(postback.get("ad-network-id")), "duplicate").inc()
         if source not in existing.sources.split(","):
             existing.sources = f"{existing.sources},{source}"
+        if existing.app_id is None:
+            return []  # a summary (no app had the app id): it stays one
         values_differ = any(postback.get(f) != existing.postback.get(f) for f in VALUE_FIELDS)
         if source != "apple" or existing.value_source == "apple" or not values_differ:
             return []

@@ -4,12 +4,16 @@ Both ingest paths use it: ``POST /v1/skan/postbacks`` (an ad network's enrich-an
 re-sending its body after a network's 307 redirect, with the campaign details as query parameters) and
 ``POST /.well-known/skadnetwork/report-attribution/`` (Apple's copy to the advertiser). The gateway answers
 400 exactly when :func:`parse_postback` raises :class:`PostbackInputError`, 200 otherwise (duplicates
-included). The raw body is kept by the caller for audit; nothing here alters Apple's fields.
+included) unless the body is over its limit (413) or the source sent too many for an app id no app has (429).
+The raw body is kept by the caller for audit; nothing here alters Apple's fields. For postbacks no app is
+waiting for, :func:`summary` is what is kept and :class:`SourceRateLimiter` bounds how many a source may send.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -21,13 +25,16 @@ __all__ = [
     "COARSE_VALUES",
     "ENRICHMENT_KEYS",
     "SOURCE_IDENTIFIER_ALIAS",
+    "SUMMARY_FIELDS",
     "PostbackInputError",
+    "SourceRateLimiter",
     "enrichment",
     "flag",
     "parse_postback",
     "postback_timestamp_ms",
     "sequence_index",
     "source_identifier",
+    "summary",
     "transaction_key",
 ]
 
@@ -166,11 +173,19 @@ def enrichment(postback: Mapping[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in postback.items() if name not in APPLE_FIELDS}
 
 
+# The stored columns' widths (shared/db/models.py SkanPostback); Apple's own values are far shorter.
+_LONGEST = {"transaction-id": 100, "app-id": 20, "ad-network-id": 200, "version": 10}
+
+
 def _check_values(postback: Mapping[str, Any]) -> None:
     """Values the decoder and the uniqueness key depend on; a bad one is a malformed request, not a guess."""
     if postback.get("jws-string") is not None:
         return  # AdAttributionKit: everything is inside the JWS, routed apart
     transaction_key(postback)
+    for name, longest in _LONGEST.items():
+        value = postback.get(name)
+        if value is not None and len(str(value)) > longest:
+            raise PostbackInputError(name, f"longer than {longest} characters")
     fine = postback.get("conversion-value")
     if fine is not None and (not _is_int(fine) or not 0 <= fine <= MAX_FINE_VALUE):
         raise PostbackInputError("conversion-value", "must be an integer from 0 to 63, or null")
@@ -222,3 +237,45 @@ def parse_postback(body: bytes, query: Mapping[str, str]) -> dict[str, Any]:
         raise PostbackInputError(missing[0], "missing mandatory field")
     _check_values(postback)
     return postback
+
+
+# What is kept of a postback for an app id no app has: enough to count and trace it, nothing a flood can grow.
+SUMMARY_FIELDS: tuple[str, ...] = ("transaction-id", "postback-sequence-index", "app-id", "ad-network-id", "version")
+
+
+def summary(postback: Mapping[str, Any]) -> dict[str, Any]:
+    """The few fields of SUMMARY_FIELDS the postback has; no enrichment, no signature, no conversion value."""
+    return {name: postback[name] for name in SUMMARY_FIELDS if name in postback}
+
+
+class SourceRateLimiter:
+    """A token bucket per source address, for postbacks no app is waiting for (the routes are unauthenticated).
+
+    A source may send ``per_minute`` at once, then ``per_minute`` a minute. Memory is bounded: past
+    ``max_sources`` buckets the source seen least recently is forgotten, and starts again with a full bucket,
+    as a new address would.
+    """
+
+    def __init__(self, per_minute: float, max_sources: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if per_minute <= 0 or max_sources < 1:
+            raise ValueError("per_minute must be positive and max_sources at least 1")
+        self._capacity = max(1.0, per_minute)
+        self._per_second = per_minute / 60
+        self._max_sources = max_sources
+        self._clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # source -> (tokens, as of)
+
+    def take(self, source: str) -> float:
+        """0.0 when ``source`` may send one more (its token is taken), else the seconds until it may."""
+        now = self._clock()
+        tokens, as_of = self._buckets.pop(source, (self._capacity, now))
+        tokens = min(self._capacity, tokens + (now - as_of) * self._per_second)
+        wait = 0.0 if tokens >= 1 else (1 - tokens) / self._per_second
+        self._buckets[source] = (tokens - 1 if wait == 0.0 else tokens, now)
+        if len(self._buckets) > self._max_sources:
+            self._buckets.popitem(last=False)
+        return wait
+
+    def __len__(self) -> int:
+        return len(self._buckets)

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -24,6 +36,9 @@ class App(Base):
     lookback_days: Mapped[int] = mapped_column(Integer, default=7)
     fingerprint_window_hours: Mapped[int] = mapped_column(Integer, default=24)
     reattribution_days: Mapped[int] = mapped_column(Integer, default=90)
+    # The gateway refuses a revenue.amount above this (services/gateway/event_input.py,
+    # DEFAULT_MAX_REVENUE_AMOUNT is the default; tests/unit/test_revenue_bound.py keeps them equal).
+    max_revenue_amount: Mapped[float] = mapped_column(Float, default=1_000_000.0, server_default=text("1000000"))
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
 
 

@@ -336,7 +336,7 @@ class ForwarderHandler:
             ("retry.source_offset", str(record.offset).encode()),
         ]
         return OutRecord(topic=f"{forward_topic(self._network)}.retry", key=record.key, headers=headers,
-                         value=self._codec.encode("apprefer.ForwardJob", job.to_record()))
+                         value=self._codec.encode("apprefer.ForwardJob", job.to_record()), origin=record)
 
     def _dead_letter(self, record: InRecord, job: ForwardJob, reason: str) -> OutRecord:
         letter = dead_letter_of(record, reason, self._service)

@@ -17,6 +17,7 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "queue.buffering.max.messages": settings.producer_queue_max_messages,
         "message.timeout.ms": settings.producer_delivery_timeout_ms,
         "compression.type": "lz4",
+        "message.max.bytes": settings.kafka_max_record_bytes,
     }
     config.update(overrides)
     return config

@@ -3,8 +3,11 @@
 At its core it is the canonical at-least-once consumer: poll a batch, process it, produce the
 outputs and wait for their acknowledgements, then commit the offsets. Around that core:
 undecodable records and records the handler rejects go to `<topic>.dlq` with the error and their
-provenance (never a crash loop); a `TransientError` retries the batch in place; SIGTERM finishes
-the batch in hand, commits, and leaves the group.
+provenance (never a crash loop); a `TransientError` retries the batch in place; an output the
+broker refuses for good (too large) is dead-lettered as the input it came from, while the batch's
+other outputs are produced once; outputs the broker does not acknowledge are sent again until it
+does; SIGTERM finishes the batch in hand, commits, and leaves the group. A fatal consumer error
+ends the process (non-zero), so its supervisor starts a fresh one.
 """
 
 from __future__ import annotations
@@ -21,9 +24,16 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, stop_when_event_set, wait_exponential
 
 from shared.avro import AvroCodec, DecodeError
-from shared.kafka.producer import SyncProducer
-from shared.kafka.records import Headers, InRecord, OutRecord, dead_letter, dead_letter_of
-from shared.metrics import BATCH_SECONDS, CONSUMER_LAG, DEAD_LETTERS, OLDEST_UNPROCESSED_AGE, RECORDS_PROCESSED
+from shared.kafka.producer import DeliveryFailed, SyncProducer
+from shared.kafka.records import Headers, InRecord, OutRecord, dead_letter, dead_letter_of, undeliverable
+from shared.metrics import (
+    BATCH_SECONDS,
+    CONSUMER_LAG,
+    DEAD_LETTERS,
+    OLDEST_UNPROCESSED_AGE,
+    RECORDS_DROPPED,
+    RECORDS_PROCESSED,
+)
 
 LAG_INTERVAL_SECONDS = 5.0
 
@@ -75,6 +85,7 @@ class ConsumerRunner:
         poll_timeout: float = 0.05,  # consume() waits this long for a full batch: keep latency low
         transient_retry_seconds: float = 120.0,
         due_header: str | None = None,
+        max_record_bytes: int = 1_000_000,
     ) -> None:
         self.service = service
         self._consumer = Consumer(consumer_config)
@@ -89,8 +100,17 @@ class ConsumerRunner:
         # partition is paused from them on and resumed when the head is due (retry topics).
         self._due_header = due_header
         self._paused_until: dict[tuple[str, int], int] = {}
+        self._max_record_bytes = max_record_bytes
         self._stop = threading.Event()
         self._lag_measured_at = 0.0
+        self._fatal: str | None = None
+
+    def health(self) -> None:
+        """For readiness: raises while the loop cannot make progress (outputs unacknowledged, a
+        producer being replaced, a fatal consumer error on the way out)."""
+        if self._fatal is not None:
+            raise KafkaException(self._fatal)
+        self._producer.health()
 
     def run(self, stop: threading.Event) -> None:
         self._stop = stop
@@ -102,7 +122,7 @@ class ConsumerRunner:
                 messages = self._consumer.consume(self._batch_size, self._poll_timeout)
                 if messages:
                     self.process_batch(messages)
-        except TransientError:
+        except (TransientError, DeliveryFailed):
             if not stop.is_set():
                 raise
             log.info("stopped while a dependency was down; the uncommitted batch will be redelivered")
@@ -141,6 +161,9 @@ class ConsumerRunner:
             error = message.error()
             if error is not None:
                 if error.fatal():
+                    self._fatal = error.str()
+                    log.error("fatal consumer error; exiting so a fresh process takes over",
+                              extra={"error": error.str()})
                     raise KafkaException(error)
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("consumer error", extra={"error": str(error)})
@@ -151,8 +174,8 @@ class ConsumerRunner:
             except DecodeError as exc:
                 outputs.append(self._dead_letter_message(message, exc))
         outputs += self._handle(records)
-        # The checkpoint, in this order: outputs acknowledged, then offsets committed.
-        self._producer.send_all(outputs)
+        # The checkpoint, in this order: outputs acknowledged (or dead-lettered), then offsets committed.
+        outputs += self._send(outputs)
         self._commit(consumed)
         for topic, count in Counter(record.topic for record in records).items():
             RECORDS_PROCESSED.labels(self.service, topic).inc(count)
@@ -161,6 +184,25 @@ class ConsumerRunner:
         BATCH_SECONDS.labels(self.service).observe(time.monotonic() - started)
         OLDEST_UNPROCESSED_AGE.labels(self.service).set(0.0)
         self._record_lag()
+
+    def _send(self, outputs: list[OutRecord]) -> list[OutRecord]:
+        """Produces the outputs; each one the broker refuses for good is replaced by a dead letter
+        that fits (returned, for the metrics). Neither a refusal nor a broker away stops the loop:
+        unacknowledged records are sent again until acknowledged, or until we are asked to stop."""
+        refused = self._producer.deliver(outputs, self._stop)
+        if not refused:
+            return []
+        letters = []
+        for refusal in refused:
+            log.error("output refused by the broker; dead-lettering its input",
+                      extra={"topic": refusal.record.topic, "error": refusal.reason})
+            letters.append(undeliverable(refusal.record, refusal.reason, self.service, self._max_record_bytes))
+        for lost in self._producer.deliver(letters, self._stop):
+            # Only a broker limit below the excerpt size gets here: say so loudly, and move on.
+            log.error("dead letter refused too; record dropped", extra={"topic": lost.record.topic,
+                                                                       "error": lost.reason})
+            RECORDS_DROPPED.labels(self.service, lost.record.topic).inc()
+        return letters
 
     def _hold_back_not_due(self, messages: list[Message]) -> list[Message]:
         """Drops each partition's messages from its first not-yet-due one on; that partition is
@@ -224,7 +266,7 @@ class ConsumerRunner:
         if not records:
             return []
         try:
-            return self._with_transient_retry(records)
+            outputs = self._with_transient_retry(records)
         except TransientError:
             raise  # retries exhausted: exit, let the supervisor restart us, nothing committed
         except Exception as exc:
@@ -232,10 +274,12 @@ class ConsumerRunner:
                 log.warning("dead-lettering record", extra={"topic": records[0].topic, "error": str(exc)})
                 return [dead_letter_of(records[0], exc, self.service)]
             log.warning("batch failed; isolating the failing records", extra={"error": str(exc)})
-        outputs: list[OutRecord] = []
-        for record in records:
-            outputs += self._handle([record])
-        return outputs
+        else:
+            if len(records) == 1:
+                for output in outputs:  # handled alone: every output is this record's
+                    output.origin = output.origin or records[0]
+            return outputs
+        return [output for record in records for output in self._handle([record])]
 
     def _with_transient_retry(self, records: list[InRecord]) -> list[OutRecord]:
         for attempt in Retrying(

@@ -26,6 +26,7 @@ class Pipeline:
         self.base, self.admin, self.bootstrap = base, admin, bootstrap
         self.meta, self.google, self.tiktok = meta, google, tiktok
         self.env, self.log_dir = env, log_dir
+        self.processes: list[ServiceProcess] = []
 
     def apprefer(self, *args: str) -> subprocess.CompletedProcess[str]:
         """An `apprefer` command with the pipeline's environment, as an SRE would run it."""
@@ -61,16 +62,22 @@ class Pipeline:
 
 
 @pytest.fixture
-def pipeline(fresh_bootstrap: str, migrated_pg_url: str, tmp_path: Path) -> Iterator[Pipeline]:
+def pipeline(request: pytest.FixtureRequest, fresh_bootstrap: str, migrated_pg_url: str, tmp_path: Path
+             ) -> Iterator[Pipeline]:
+    """Every service against the fakes; `@pytest.mark.parametrize("pipeline", [{VAR: value}], indirect=True)`
+    adds environment variables."""
     create_topics(fresh_bootstrap, partitions=3, replication=1)
     with FakeMeta() as meta, FakeGoogleAds() as google, FakeTikTok() as tiktok:
         env = service_env(fresh_bootstrap, migrated_pg_url, APPREFER_RETRY_DELAYS="1,2,4,8",
                           APPREFER_META_BASE_URL=meta.base_url, APPREFER_GOOGLE_ADS_BASE_URL=google.base_url,
-                          APPREFER_GOOGLE_OAUTH_TOKEN_URL=google.token_url, APPREFER_TIKTOK_BASE_URL=tiktok.base_url)
+                          APPREFER_GOOGLE_OAUTH_TOKEN_URL=google.token_url, APPREFER_TIKTOK_BASE_URL=tiktok.base_url,
+                          **getattr(request, "param", {}))
         gateway, base = start_gateway(env, tmp_path)
         consumers = [ServiceProcess(args, env, tmp_path).start() for args in SERVICES]
         try:
-            yield Pipeline(base, AdminApi(base), fresh_bootstrap, meta, google, tiktok, env, tmp_path)
+            running = Pipeline(base, AdminApi(base), fresh_bootstrap, meta, google, tiktok, env, tmp_path)
+            running.processes = [gateway, *consumers]
+            yield running
         finally:
             for process in consumers:
                 process.terminate()

@@ -31,31 +31,63 @@ def alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def dev_env(tmp_path: Path, gateway_port: int, broker_port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APPREFER_", "KAFKA_", "DATABASE_"))}
+    env.update(APPREFER_DATA_DIR=str(tmp_path / "var"), APPREFER_GATEWAY_PORT=str(gateway_port),
+               APPREFER_DEV_BROKER_PORT=str(broker_port), APPREFER_LOG_LEVEL="WARNING")
+    return env
+
+
+def start_dev(env: dict[str, str], tmp_path: Path) -> subprocess.Popen[bytes]:
+    """`apprefer dev`, its output in tmp_path/dev.log, once its gateway is ready."""
+    with (tmp_path / "dev.log").open("wb") as log:
+        dev = subprocess.Popen([sys.executable, "-m", "services.cli", "dev"], env=env, cwd=REPO, stdout=log,
+                               stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{env['APPREFER_GATEWAY_PORT']}"
+
+    def ready() -> bool:
+        assert dev.poll() is None, (tmp_path / "dev.log").read_text()
+        try:
+            return http_call("GET", f"{base}/readyz", timeout=2)[0] == 200
+        except OSError:
+            return False
+
+    try:
+        wait_until(ready, timeout=60, what="apprefer dev to be ready")
+    except BaseException:
+        stop_dev(dev)
+        raise
+    return dev
+
+
+def stop_dev(dev: subprocess.Popen[bytes]) -> int:
+    dev.send_signal(signal.SIGTERM)
+    return dev.wait(timeout=30)
+
+
 @pytest.mark.parametrize("given", ["embedded", "external"])
 def test_dev_runs_the_whole_system_and_stops_cleanly(given: str, tmp_path: Path,
                                                      request: pytest.FixtureRequest) -> None:
     gateway_port, broker_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("APPREFER_", "KAFKA_", "DATABASE_"))}
-    env.update(APPREFER_DATA_DIR=str(tmp_path / "var"), APPREFER_GATEWAY_PORT=str(gateway_port),
-               APPREFER_DEV_BROKER_PORT=str(broker_port), APPREFER_LOG_LEVEL="WARNING")
+    env = dev_env(tmp_path, gateway_port, broker_port)
     if given == "external":  # a broker and a PostgreSQL of the user's: dev starts no broker, uses no SQLite
         env["KAFKA_BOOTSTRAP_SERVERS"] = request.getfixturevalue("fresh_bootstrap")
         env["DATABASE_URL"] = request.getfixturevalue("empty_pg_url")
-    log = (tmp_path / "dev.log").open("wb")
-    dev = subprocess.Popen([sys.executable, "-m", "services.cli", "dev"], env=env, cwd=REPO, stdout=log,
-                           stderr=subprocess.STDOUT)
+    dev = start_dev(env, tmp_path)
     base = f"http://127.0.0.1:{gateway_port}"
+    data_dir = tmp_path / "var"
     try:
-        def ready() -> bool:
-            assert dev.poll() is None, (tmp_path / "dev.log").read_text()
-            try:
-                return http_call("GET", f"{base}/readyz", timeout=2)[0] == 200
-            except OSError:
-                return False
-
-        wait_until(ready, timeout=60, what="apprefer dev to be ready")
-        token = (tmp_path / "var" / "admin.token").read_text().strip()
-        assert (tmp_path / "var" / "apprefer.db").exists() is (given == "embedded")
+        token = (data_dir / "admin.token").read_text().strip()
+        assert (data_dir / "apprefer.db").exists() is (given == "embedded")
+        # The database and the generated secrets are the owner's only.
+        assert mode(data_dir) == 0o700
+        assert mode(data_dir / "admin.token") == mode(data_dir / "secret.key") == 0o600
+        if given == "embedded":
+            assert mode(data_dir / "apprefer.db") == 0o600
         headers = {"Authorization": f"Bearer {token}"}
         status, _, app = http_call("POST", f"{base}/admin/v1/apps", {"name": "dev", "platform": "ios"}, headers)
         assert status == 201
@@ -75,8 +107,34 @@ def test_dev_runs_the_whole_system_and_stops_cleanly(given: str, tmp_path: Path,
         # gateway, attribution, skan, fanout, audit, four forwarders (+ the broker when embedded)
         assert len(children) == (10 if given == "embedded" else 9), children
     finally:
-        dev.send_signal(signal.SIGTERM)
-        code = dev.wait(timeout=30)
-        log.close()
+        code = stop_dev(dev)
     assert code == 0, (tmp_path / "dev.log").read_text()
     assert not [pid for pid in children if alive(pid)]
+    assert f"admin token in {data_dir / 'admin.token'}" in (tmp_path / "dev.log").read_text()
+
+
+def test_dev_with_secrets_in_the_environment_writes_no_secret_file(tmp_path: Path) -> None:
+    gateway_port, broker_port = free_port(), free_port()
+    env = dev_env(tmp_path, gateway_port, broker_port)
+    env.update(APPREFER_ADMIN_TOKEN="admin-token-from-env", APPREFER_SECRET_KEY="secret-key-from-env")
+    dev = start_dev(env, tmp_path)
+    base = f"http://127.0.0.1:{gateway_port}"
+    data_dir = tmp_path / "var"
+    try:
+        headers = {"Authorization": "Bearer admin-token-from-env"}
+        status, _, app = http_call("POST", f"{base}/admin/v1/apps", {"name": "dev", "platform": "ios"}, headers)
+        assert status == 201, app  # the variable's token is the one in use
+        status, _, stored = http_call("PUT", f"{base}/admin/v1/apps/{app['app_id']}/integrations/meta",
+                                      {"settings": {"dataset_id": "1"}, "credentials": {"access_token": "t"}},
+                                      headers)
+        assert status == 200 and stored["credentials_set"] is True  # encrypted with the variable's key
+        assert mode(data_dir) == 0o700
+        # apprefer.db and, while the services run, its -wal and -shm files
+        database_files = {path.name: mode(path) for path in data_dir.iterdir() if path.name.startswith("apprefer.db")}
+        assert "apprefer.db" in database_files and set(database_files.values()) == {0o600}, database_files
+    finally:
+        code = stop_dev(dev)
+    log = (tmp_path / "dev.log").read_text()
+    assert code == 0, log
+    assert "admin token from APPREFER_ADMIN_TOKEN" in log and "admin.token" not in log
+    assert not (data_dir / "admin.token").exists() and not (data_dir / "secret.key").exists()

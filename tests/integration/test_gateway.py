@@ -98,6 +98,13 @@ def test_batch_and_sandbox_key(env: Env) -> None:
         ({"event_id": "a", "event_name": "x", "event_time": 1700000000, "device": {"device_id": "d"},
           "user": {"email": "not-an-email"}}, "user.email"),
         ([1, 2], "body"),
+        *[({"event_id": "a", "event_name": "purchase", "event_time": 1700000000, "device": {"device_id": "d"},
+            "revenue": {"amount": amount, "currency": "USD"}}, "revenue.amount")
+          for amount in (-50, 1e308, 2**70, 1_000_001)],
+        ({"events": [{"event_id": "a", "event_name": "x", "event_time": 1700000000, "device": {"device_id": "d"}},
+                     {"event_id": "b", "event_name": "purchase", "event_time": 1700000000,
+                      "device": {"device_id": "d"}, "revenue": {"amount": 1e308, "currency": "USD"}}]},
+         "events[1].revenue.amount"),
     ],
 )
 def test_bad_input_is_400_naming_the_field_and_nothing_is_produced(env: Env, body: Any, field: str) -> None:
@@ -106,6 +113,34 @@ def test_bad_input_is_400_naming_the_field_and_nothing_is_produced(env: Env, bod
     assert status == 400, answer
     assert answer["field"] == field
     assert topic_size(env.bootstrap, EVENTS_RAW) == before
+
+
+def test_revenue_bound_is_stated_and_an_app_may_raise_it(env: Env) -> None:
+    def purchase(amount: float) -> dict[str, Any]:
+        return event(revenue={"amount": amount, "currency": "IDR"})
+
+    assert env.app["max_revenue_amount"] == 1_000_000
+    status, _, answer = env.post_events(purchase(-50))
+    assert (status, answer["field"], answer["message"]) == (400, "revenue.amount", "must be between 0 and 1000000")
+    status, _, answer = env.post_events({"events": [purchase(0), purchase(1_000_000)]})
+    assert (status, answer) == (202, {"accepted": 2})
+    assert env.post_events(purchase(5_000_000))[0] == 400
+
+    raised = env.admin.new_app(max_revenue_amount=5_000_000)
+    assert raised["max_revenue_amount"] == 5_000_000
+    assert env.admin.call("GET", f"/apps/{raised['app_id']}")["max_revenue_amount"] == 5_000_000
+    sent = purchase(5_000_000)
+    status, _, answer = env.post_events(sent, key=raised["live_key"])
+    assert (status, answer) == (202, {"accepted": 1})
+    [record] = events_with_ids(env, {sent["event_id"]})
+    assert (record["value"]["revenue_amount"], record["value"]["revenue_currency"]) == (5_000_000, "IDR")
+    status, _, answer = env.post_events(purchase(5_000_001), key=raised["live_key"])
+    assert (status, answer["message"]) == (400, "must be between 0 and 5000000")
+
+    for bound in (0, -1, 1e13, "5000000"):
+        answer = env.admin.call("POST", "/apps", {"name": "x", "platform": "ios", "max_revenue_amount": bound},
+                                expect=400)
+        assert answer["field"] == "max_revenue_amount"
 
 
 def test_too_many_events_malformed_json_and_oversized_body(env: Env) -> None:

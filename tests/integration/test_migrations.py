@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from services.cli import main
 from shared.db.models import Base
@@ -32,6 +32,24 @@ def test_upgrade_sqlite_default_under_data_dir(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setenv("APPREFER_DATA_DIR", str(tmp_path / "data"))
     assert main(["db", "upgrade"]) == 0
     assert_schema(f"sqlite:///{tmp_path / 'data' / 'apprefer.db'}")
+
+
+@pytest.mark.parametrize("database", ["postgresql", "sqlite"])
+def test_existing_apps_get_the_default_revenue_bound(database: str, tmp_path: Path,
+                                                     request: pytest.FixtureRequest) -> None:
+    from shared.db.migrate import upgrade
+
+    url = request.getfixturevalue("empty_pg_url") if database == "postgresql" else f"sqlite:///{tmp_path / 'a.db'}"
+    upgrade(url, "0005")
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO apps (app_id, name, platform, lookback_days, fingerprint_window_hours, "
+                                "reattribution_days, created_at_ms) VALUES ('app_old', 'old', 'ios', 7, 24, 90, 1)"))
+    upgrade(url)
+    with engine.connect() as connection:
+        bound = connection.execute(text("SELECT max_revenue_amount FROM apps WHERE app_id = 'app_old'")).scalar()
+    engine.dispose()
+    assert bound == 1_000_000
 
 
 def test_models_and_migrations_agree(empty_pg_url: str) -> None:

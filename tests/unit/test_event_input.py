@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from services.gateway.event_input import (
+    DEFAULT_MAX_REVENUE_AMOUNT,
     MAX_JSON_DEPTH,
     InputError,
     check_json_depth,
@@ -34,7 +35,8 @@ def event(**fields: Any) -> dict[str, Any]:
 def record(body: dict[str, Any], *, field: str = "", **kwargs: Any) -> dict[str, Any]:
     events, _ = parse_events(body, 500)
     options: dict[str, Any] = {"app_id": "app_1", "sandbox": False, "received_at_ms": NOW_MS,
-                               "request_ip": "203.0.113.7", "request_user_agent": "Req/1.0"}
+                               "request_ip": "203.0.113.7", "request_user_agent": "Req/1.0",
+                               "max_revenue_amount": DEFAULT_MAX_REVENUE_AMOUNT}
     options.update(kwargs)
     return raw_event_record(events[0], field=field, **options)
 
@@ -312,6 +314,32 @@ def test_non_finite_revenue_rejected(amount: float) -> None:
     # JSON cannot carry these, but a Python caller can.
     err = input_error(record, event(revenue={"amount": amount, "currency": "USD"}), field="events[3]")
     assert err.field == "events[3].revenue.amount"
+
+
+# JSON numbers as the gateway parses them: orjson reads 2**70 as a float.
+@pytest.mark.parametrize("amount", [-50, -0.01, 1_000_000.01, 1_000_001, 1e308, orjson.loads(str(2**70))])
+@pytest.mark.parametrize(("field", "expected_field"), [("", "revenue.amount"),
+                                                       ("events[3]", "events[3].revenue.amount")])
+def test_revenue_outside_the_default_bound_is_refused_stating_it(amount: float, field: str,
+                                                                  expected_field: str) -> None:
+    err = input_error(record, event(revenue={"amount": amount, "currency": "USD"}), field=field)
+    assert (err.field, err.message) == (expected_field, "must be between 0 and 1000000")
+    assert err.as_json()["field"] == expected_field
+
+
+@pytest.mark.parametrize("amount", [0, 0.0, -0.0, 0.01, 999_999.99, 1_000_000])
+def test_revenue_inside_the_default_bound_is_kept(amount: float) -> None:
+    assert record(event(revenue={"amount": amount, "currency": "USD"}))["revenue_amount"] == amount
+
+
+def test_revenue_bound_is_the_apps() -> None:
+    raised = record(event(revenue={"amount": 5_000_000, "currency": "IDR"}), max_revenue_amount=5e6)
+    assert raised["revenue_amount"] == 5_000_000
+    err = input_error(record, event(revenue={"amount": 5_000_000.5, "currency": "IDR"}), max_revenue_amount=5e6)
+    assert (err.field, err.message) == ("revenue.amount", "must be between 0 and 5000000")
+    err = input_error(record, event(revenue={"amount": 100, "currency": "USD"}), max_revenue_amount=99.5)
+    assert err.message == "must be between 0 and 99.5"
+    assert record(event(), max_revenue_amount=99.5)["revenue_amount"] is None  # no revenue, nothing to bound
 
 
 def test_record_encodes_and_decodes_equal() -> None:

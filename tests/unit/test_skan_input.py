@@ -467,3 +467,13 @@ def test_team_examples_are_accepted() -> None:
     for path in files:
         postback = json.loads(path.read_text())["postback"]
         assert parse_postback(json.dumps(postback).encode(), {}) == postback, path.name
+
+
+@pytest.mark.parametrize(("name", "value"), [("transaction-id", "t" * 101), ("app-id", 10**21 // 7),
+                                             ("ad-network-id", "n" * 201), ("version", "4.0" * 4)])
+def test_values_longer_than_their_stored_column_are_400(name: str, value: object) -> None:
+    postback = orjson.loads(GUIDE_FIXED[0])
+    postback[name] = str(value) if name == "app-id" else value
+    with pytest.raises(PostbackInputError) as raised:
+        parse_postback(orjson.dumps(postback), {})
+    assert raised.value.field == name
