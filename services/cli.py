@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pydantic import ValidationError
+
 from shared.logging import configure_logging
-from shared.settings import Settings
+from shared.settings import ConfigError, Settings
 
 RUNNABLE = ("gateway", "attribution", "skan", "fanout", "forwarder", "audit")
 
@@ -33,7 +35,21 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """A bad setting is one clear line on stderr and exit 2, never a traceback."""
     args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except ConfigError as exc:
+        print(f"apprefer: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:  # pydantic-settings, reading the environment
+        for error in exc.errors(include_url=False):
+            where = ".".join(str(part) for part in error["loc"])
+            print(f"apprefer: bad setting {where}: {error['msg']}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     settings = Settings()
     if args.command == "skan":
         from services.skan.verify_cli import run_verify

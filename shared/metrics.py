@@ -45,5 +45,13 @@ SKAN_INTAKE = Counter(
 for _outcome in SKAN_INTAKE_OUTCOMES:
     SKAN_INTAKE.labels(_outcome)  # every outcome shows, at 0, from the start
 FORWARD_RATE = Gauge(
-    "apprefer_forward_rate_limit_rps", "Requests per second a forwarder currently allows itself", ["network"]
+    "apprefer_forward_rate_limit_rps",
+    "Requests per second a forwarder allows the integration it has slowed most (the ceiling when none)", ["network"],
+)
+FORWARD_IN_FLIGHT = Gauge(
+    "apprefer_forward_late_requests", "Requests still unanswered after their batch went on (jobs parked)", ["network"]
+)
+FORWARD_BREAKERS_OPEN = Gauge(
+    "apprefer_forward_breakers_open", "Integrations whose circuit breaker is open (no calls for a cool-down)",
+    ["network"],
 )

@@ -68,7 +68,16 @@ class Settings(BaseSettings):
     tiktok_base_url: str = Field("https://business-api.tiktok.com", alias="APPREFER_TIKTOK_BASE_URL")
     # Seconds before each retry of a transient failure; attempts end after the last one.
     retry_delays: str = Field("10,60,300,1800,7200", alias="APPREFER_RETRY_DELAYS")
-    forward_timeout_seconds: float = Field(15.0, alias="APPREFER_FORWARD_TIMEOUT_SECONDS")
+    # Each request to a network: connect within this, answer within that (a hung endpoint costs no more).
+    forward_connect_timeout_seconds: float = Field(3.0, alias="APPREFER_FORWARD_CONNECT_TIMEOUT_SECONDS", gt=0)
+    forward_timeout_seconds: float = Field(10.0, alias="APPREFER_FORWARD_TIMEOUT_SECONDS", gt=0)
+    # Requests in flight at once per forwarder process (different apps, chunks of one app).
+    forward_concurrency: int = Field(64, alias="APPREFER_FORWARD_CONCURRENCY", ge=1)
+    # A batch waits this long for its answers; slower requests finish in the background, their jobs parked.
+    forward_batch_wait_seconds: float = Field(1.0, alias="APPREFER_FORWARD_BATCH_WAIT_SECONDS", gt=0)
+    # Consecutive transport failures that open an integration's circuit breaker, and its cool-down.
+    forward_breaker_failures: int = Field(5, alias="APPREFER_FORWARD_BREAKER_FAILURES", ge=1)
+    forward_breaker_cooldown_seconds: float = Field(30.0, alias="APPREFER_FORWARD_BREAKER_COOLDOWN_SECONDS", ge=0)
     # Ceiling of each forwarder's request rate; it halves on a network's rate limiting and climbs back.
     forward_max_rps: float = Field(100.0, alias="APPREFER_FORWARD_MAX_RPS", gt=0)
 

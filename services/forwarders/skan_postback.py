@@ -22,6 +22,7 @@ from shared.forwarding.model import (
 
 NETWORK = "skan_postback"
 BATCH_LIMIT = 1
+NEEDS_BASE_URL = False  # each ad network's URL comes from the app's integration settings
 TRANSIENT_STATUSES = {408, 425, 429}
 
 

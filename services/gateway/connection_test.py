@@ -7,15 +7,23 @@ import aiohttp
 from services.forwarders.registry import NETWORK_MODULES, network_module
 from shared.forwarding.http import TransportError, send_async
 from shared.forwarding.model import ConnectionCheck, Integration
+from shared.forwarding.redact import redact, secret_values
 from shared.settings import Settings
 
 
 async def test_connection(session: aiohttp.ClientSession, settings: Settings, integration: Integration
                           ) -> ConnectionCheck:
+    """The network's dry run; the detail never carries a credential, even when an error echoes the URL."""
+    check = await _dry_run(session, settings, integration)
+    return ConnectionCheck(check.ok, redact(check.detail, secret_values(integration.credentials)))
+
+
+async def _dry_run(session: aiohttp.ClientSession, settings: Settings, integration: Integration) -> ConnectionCheck:
     if integration.network not in NETWORK_MODULES:
         return ConnectionCheck(False, f"{integration.network} has no connection test")
     module = network_module(integration.network)
-    timeout = settings.forward_timeout_seconds
+    total = settings.forward_timeout_seconds
+    timeout = aiohttp.ClientTimeout(total=total, connect=min(settings.forward_connect_timeout_seconds, total))
     try:
         access_token = None
         token_request = getattr(module, "token_request", None)

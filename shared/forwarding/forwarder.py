@@ -2,17 +2,31 @@
 
 A network module only builds requests and classifies responses (pure). This engine batches jobs
 per app up to the network's limit, skips what the delivery ledger says is delivered, refreshes
-OAuth tokens, retries briefly in process (tenacity), then turns each job's outcome into effects:
+OAuth tokens, retries briefly in process, then turns each job's outcome into effects:
 
     Delivered           -> deliveries ledger + audit `delivered`
     RetryLater          -> forward.<network>.retry with a due time (backoff) + audit `retrying`,
                            or forward.<network>.dlq + audit `dead_lettered` once attempts run out
     Permanent           -> forward.<network>.dlq + audit `rejected`
     RefreshCredentials  -> a new token and one more try, then as RetryLater
+
+A batch's requests (one per app and chunk) are in flight at once on the HTTP client's loop, at most
+`APPREFER_FORWARD_CONCURRENCY` in the process, so one slow tenant costs only its own jobs:
+- every request is bounded (connect and total timeouts), and a transport failure or timeout is not
+  retried in process: the job goes to the retry topic at once;
+- a request still unanswered after `batch_wait` seconds is left to finish in the background and its
+  jobs are parked on the retry topic (due after the request's own timeout): the batch's effects and
+  commit go ahead without it. If the late answer says delivered, the ledger records it, and the
+  parked copy, when due, is audited `delivered` from the ledger instead of being sent again;
+- after `breaker_failures` consecutive transport failures an integration's breaker opens: its jobs go
+  to the retry topic with no call made for a cool-down (`shared/forwarding/breaker.py`);
+- rate limiting slows only the integration that was limited (`shared/forwarding/rate_limit.py`).
+Every reason that reaches an audit row, a header or a log is stripped of the integration's secrets.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import random
@@ -26,13 +40,13 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential
 
 from shared.avro import AvroCodec
 from shared.crypto import CredentialsError
 from shared.db.models import Delivery
 from shared.db.upsert import insert_ignoring_duplicates
 from shared.forwarding.audit import audit_out, delivered_audit_id
+from shared.forwarding.breaker import CircuitBreaker
 from shared.forwarding.http import HttpClient, TransportError
 from shared.forwarding.integrations import IntegrationCache
 from shared.forwarding.model import (
@@ -47,18 +61,29 @@ from shared.forwarding.model import (
     RetryLater,
 )
 from shared.forwarding.network import NetworkModule
-from shared.forwarding.rate_limit import RATE_LIMIT_CODES, AdaptiveRateLimiter
+from shared.forwarding.rate_limit import RATE_LIMIT_CODES, RateLimits
+from shared.forwarding.redact import redact, secret_values
 from shared.kafka.consumer import TransientError
 from shared.kafka.records import InRecord, OutRecord, dead_letter_of
 from shared.kafka.topics import dlq, forward_topic
-from shared.metrics import FORWARD_OUTCOMES, FORWARD_RATE
+from shared.metrics import FORWARD_BREAKERS_OPEN, FORWARD_IN_FLIGHT, FORWARD_OUTCOMES, FORWARD_RATE
 
 log = logging.getLogger(__name__)
 
 DUE_HEADER = "retry.due_ms"
 TOKEN_EXPIRY_MARGIN_SECONDS = 60.0
-IN_PROCESS_ATTEMPTS = 3  # quick retries of a request-level transient failure before the retry topic
+IN_PROCESS_ATTEMPTS = 3  # quick retries of a transient *answer* (5xx, rate limit) before the retry topic
 IN_PROCESS_MAX_WAIT = 1.0  # a network that asks for longer waits on the retry topic instead
+LATE_MARGIN_SECONDS = 5.0  # a parked job is due this long after its request's own timeout
+
+
+@dataclass(frozen=True, slots=True)
+class Isolation:
+    """How much one integration may cost the others (see the module docstring)."""
+
+    batch_wait_seconds: float = 1.0
+    breaker_failures: int = 5
+    breaker_cooldown_seconds: float = 30.0
 
 
 @dataclass(slots=True)
@@ -105,7 +130,8 @@ def request_hash(request: HttpRequest) -> str:
 class ForwarderHandler:
     def __init__(self, *, module: NetworkModule, sessions: sessionmaker[Session], codec: AvroCodec,
                  secret_key: str | None, http: HttpClient, base_url: str, token_url: str,
-                 retry_delays: Sequence[float], service: str | None = None, max_rps: float = 100.0) -> None:
+                 retry_delays: Sequence[float], service: str | None = None, max_rps: float = 100.0,
+                 isolation: Isolation = Isolation()) -> None:
         self._module = module
         self._network = module.NETWORK
         self._service = service or f"forwarder-{module.NETWORK}"
@@ -117,7 +143,10 @@ class ForwarderHandler:
         self._token_url = token_url
         self._delays = list(retry_delays)
         self._tokens = TokenCache()
-        self._limiter = AdaptiveRateLimiter(max_rps)
+        self._rates = RateLimits(max_rps)
+        self._isolation = isolation
+        self._breaker = CircuitBreaker(isolation.breaker_failures, isolation.breaker_cooldown_seconds)
+        self._late: set[asyncio.Task[HttpResponse]] = set()  # requests answered after their batch went on
 
     def __call__(self, records: list[InRecord]) -> list[OutRecord]:
         try:
@@ -160,10 +189,11 @@ class ForwarderHandler:
                 else:
                     by_app[job.app_id].append((job, record))
 
-        for app_id, app_jobs in by_app.items():
-            integration = integrations[app_id][self._network]
-            for start in range(0, len(app_jobs), self._module.BATCH_LIMIT):
-                attempts += self._deliver(integration, app_jobs[start:start + self._module.BATCH_LIMIT])
+        chunks = [(integrations[app_id][self._network], app_jobs[start:start + self._module.BATCH_LIMIT])
+                  for app_id, app_jobs in by_app.items()
+                  for start in range(0, len(app_jobs), self._module.BATCH_LIMIT)]
+        if chunks:
+            attempts += self._http.run(self._deliver_all(chunks))
 
         outputs += self._apply(attempts)
         return outputs
@@ -183,40 +213,57 @@ class ForwarderHandler:
             delivered.update((event_id, network) for (event_id,) in rows)
         return delivered
 
-    # --- calling the network ------------------------------------------------------------------
+    # --- calling the network (coroutines on the HTTP client's loop) ------------------------------
 
-    def _deliver(self, integration: Integration, chunk: list[tuple[ForwardJob, InRecord]]) -> list[Attempt]:
-        jobs = [job for job, _ in chunk]
-        refreshed = False
-        while True:
-            retrying = Retrying(
-                stop=stop_after_attempt(IN_PROCESS_ATTEMPTS),
-                wait=wait_exponential(multiplier=0.2, max=IN_PROCESS_MAX_WAIT),
-                retry=retry_if_result(self._worth_retrying_now),
-                retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
-            )
-            result: list[Attempt] = retrying(self._call_once, integration, chunk)
-            if refreshed or not any(isinstance(a.outcome, RefreshCredentials) for a in result):
-                break
+    async def _deliver_all(self, chunks: list[tuple[Integration, list[tuple[ForwardJob, InRecord]]]]
+                           ) -> list[Attempt]:
+        results = await asyncio.gather(*(self._deliver(integration, chunk) for integration, chunk in chunks))
+        FORWARD_IN_FLIGHT.labels(self._network).set(len(self._late))
+        FORWARD_BREAKERS_OPEN.labels(self._network).set(self._breaker.open_count())
+        FORWARD_RATE.labels(self._network).set(self._rates.slowest())
+        return [attempt for result in results for attempt in result]
+
+    async def _deliver(self, integration: Integration, chunk: list[tuple[ForwardJob, InRecord]]) -> list[Attempt]:
+        blocked_for = self._breaker.blocked_for(integration.app_id)
+        if blocked_for is not None:
+            reason = (f"circuit open: {self._breaker.failures(integration.app_id)} consecutive transport failures "
+                      f"of this app's {self._network} endpoint; no call for {blocked_for:.0f} s")
+            return [Attempt(job, record, RetryLater(reason, after_seconds=blocked_for, error_code="circuit_open"))
+                    for job, record in chunk]
+        result = await self._call_with_retries(integration, chunk)
+        if any(isinstance(a.outcome, RefreshCredentials) for a in result):
             # An expired token: mint a new one and try exactly once more.
             self._tokens.drop(integration.app_id)
-            refreshed = True
-        return [
+            result = await self._call_with_retries(integration, chunk)
+        result = [
             replace(a, outcome=RetryLater(a.outcome.reason, error_code=a.outcome.error_code))
             if isinstance(a.outcome, RefreshCredentials) else a
             for a in result
-        ] if jobs else []
+        ]
+        return self._redacted(integration, result)
+
+    async def _call_with_retries(self, integration: Integration, chunk: list[tuple[ForwardJob, InRecord]]
+                                 ) -> list[Attempt]:
+        for attempt_number in range(1, IN_PROCESS_ATTEMPTS + 1):
+            result = await self._call_once(integration, chunk)
+            if attempt_number == IN_PROCESS_ATTEMPTS or not self._worth_retrying_now(result):
+                return result
+            await asyncio.sleep(min(IN_PROCESS_MAX_WAIT, 0.2 * 2 ** (attempt_number - 1)))
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _worth_retrying_now(result: list[Attempt]) -> bool:
+        """Only a transient *answer* is tried again at once: after a timeout or a refused connection the
+        endpoint would likely cost the batch as much again, so those jobs go to the retry topic."""
         return bool(result) and all(
-            isinstance(a.outcome, RetryLater) and (a.outcome.after_seconds or 0) <= IN_PROCESS_MAX_WAIT
+            isinstance(a.outcome, RetryLater) and a.http_status is not None
+            and (a.outcome.after_seconds or 0) <= IN_PROCESS_MAX_WAIT
             for a in result
         )
 
-    def _call_once(self, integration: Integration, chunk: list[tuple[ForwardJob, InRecord]]) -> list[Attempt]:
+    async def _call_once(self, integration: Integration, chunk: list[tuple[ForwardJob, InRecord]]) -> list[Attempt]:
         jobs = [job for job, _ in chunk]
-        token_or_outcome = self._access_token(integration)
+        token_or_outcome = await self._access_token(integration)
         if not isinstance(token_or_outcome, str | None):
             return [Attempt(job, record, token_or_outcome) for job, record in chunk]
         try:
@@ -226,28 +273,69 @@ class ForwarderHandler:
             reason = f"cannot build the {self._network} request: {type(exc).__name__}: {exc}"
             return [Attempt(job, record, Permanent(reason)) for job, record in chunk]
         digest = request_hash(request)
-        self._limiter.acquire()
+        key = integration.app_id
+        wait = self._rates.reserve(key)
+        if wait > 0:
+            await asyncio.sleep(wait)
         started = time.monotonic()
+        sending = asyncio.ensure_future(self._http.request(request))
         try:
-            response = self._http.send(request)
+            # shield: past the wait the request goes on; only this batch stops waiting for it.
+            response = await asyncio.wait_for(asyncio.shield(sending), self._isolation.batch_wait_seconds)
+        except TimeoutError:
+            self._late.add(sending)
+            sending.add_done_callback(lambda task: self._settle_late(task, integration, jobs))
+            reason = (f"no answer from {self._network} within {self._isolation.batch_wait_seconds:g} s; the request "
+                      "goes on, and the job is looked at again after its timeout")
+            later = RetryLater(reason, after_seconds=self._http.timeout + LATE_MARGIN_SECONDS, error_code="in_flight")
+            return [Attempt(job, record, later, None, None, digest) for job, record in chunk]
         except TransportError as exc:
+            self._breaker.failed(key)
             latency = int((time.monotonic() - started) * 1000)
-            return [Attempt(job, record, RetryLater(str(exc)), None, latency, digest) for job, record in chunk]
+            failed = RetryLater(str(exc), error_code="timeout" if exc.timed_out else "transport")
+            return [Attempt(job, record, failed, None, latency, digest) for job, record in chunk]
         latency = int((time.monotonic() - started) * 1000)
-        outcomes = self._classify(response, jobs)
-        self._adapt_rate(response, outcomes)
+        outcomes = self._answered(key, response, jobs)
         return [Attempt(job, record, outcome, response.status, latency, digest)
                 for (job, record), outcome in zip(chunk, outcomes, strict=True)]
 
-    def _adapt_rate(self, response: HttpResponse, outcomes: list[Outcome]) -> None:
+    def _answered(self, key: str, response: HttpResponse, jobs: list[ForwardJob]) -> list[Outcome]:
+        self._breaker.succeeded(key)  # an answer, whatever it says: the endpoint is reachable
+        outcomes = self._classify(response, jobs)
         limited = response.status == 429 or any(
-            isinstance(o, RetryLater) and o.error_code in RATE_LIMIT_CODES for o in outcomes
-        )
+            isinstance(o, RetryLater) and o.error_code in RATE_LIMIT_CODES for o in outcomes)
         if limited:
-            self._limiter.on_rate_limited()
+            self._rates.rate_limited(key)
         elif all(isinstance(o, Delivered) for o in outcomes):
-            self._limiter.on_success()
-        FORWARD_RATE.labels(self._network).set(self._limiter.rate)
+            self._rates.succeeded(key)
+        return outcomes
+
+    def _settle_late(self, task: asyncio.Task[HttpResponse], integration: Integration, jobs: list[ForwardJob]) -> None:
+        """A parked request finished. Its jobs wait on the retry topic; a delivery is written to the
+        ledger now, so the parked copies are audited from it instead of being sent again."""
+        self._late.discard(task)
+        key = integration.app_id
+        try:
+            response = task.result()
+        except TransportError:
+            self._breaker.failed(key)
+            return
+        except BaseException:  # cancelled at shutdown, or a bug: the parked copies will tell
+            return
+        outcomes = self._answered(key, response, jobs)
+        delivered = [job for job, outcome in zip(jobs, outcomes, strict=True) if isinstance(outcome, Delivered)]
+        if delivered:
+            self._http.loop.run_in_executor(None, self._record_late_deliveries, delivered)
+
+    def _record_late_deliveries(self, jobs: list[ForwardJob]) -> None:
+        now_ms = int(time.time() * 1000)
+        rows = [{"event_id": job.event_id, "network": job.network, "app_id": job.app_id,
+                 "attempts": job.attempt + 1, "delivered_at_ms": now_ms} for job in jobs]
+        try:
+            with self._sessions.begin() as session:
+                insert_ignoring_duplicates(session, Delivery, rows)
+        except Exception:  # the parked copies are sent again then; the network de-duplicates them
+            log.exception("could not record late deliveries", extra={"network": self._network, "jobs": len(jobs)})
 
     def _classify(self, response: HttpResponse, jobs: list[ForwardJob]) -> list[Outcome]:
         try:
@@ -259,7 +347,7 @@ class ForwarderHandler:
             return [Permanent(f"classifier returned {len(outcomes)} outcomes for {len(jobs)} jobs")] * len(jobs)
         return outcomes
 
-    def _access_token(self, integration: Integration) -> str | Outcome | None:
+    async def _access_token(self, integration: Integration) -> str | Outcome | None:
         token_request = getattr(self._module, "token_request", None)
         parse_token = getattr(self._module, "parse_token", None)
         if token_request is None or parse_token is None:
@@ -268,7 +356,7 @@ class ForwarderHandler:
         if cached:
             return cached
         try:
-            response = self._http.send(token_request(integration, self._token_url))
+            response = await self._http.request(token_request(integration, self._token_url))
         except TransportError as exc:
             return RetryLater(f"token endpoint: {exc}")
         except (KeyError, CredentialsError) as exc:
@@ -279,6 +367,20 @@ class ForwarderHandler:
             self._tokens.put(integration.app_id, token, lifetime)
             return str(token)
         return parsed
+
+    def _redacted(self, integration: Integration, attempts: list[Attempt]) -> list[Attempt]:
+        """Reasons with the integration's credentials and tokens taken out: a transport error or a
+        network's answer may echo the request's URL (Meta's token is a query parameter)."""
+        secrets = secret_values(integration.credentials, self._tokens.get(integration.app_id))
+        cleaned = []
+        for attempt in attempts:
+            outcome = attempt.outcome
+            if isinstance(outcome, RetryLater | Permanent | RefreshCredentials):
+                outcome = replace(outcome, reason=redact(outcome.reason, secrets))
+            elif isinstance(outcome, Delivered) and outcome.detail:
+                outcome = replace(outcome, detail=redact(outcome.detail, secrets))
+            cleaned.append(replace(attempt, outcome=outcome))
+        return cleaned
 
     # --- effects ------------------------------------------------------------------------------
 

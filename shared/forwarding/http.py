@@ -1,15 +1,16 @@
 """One aiohttp session per forwarder process, on its own event-loop thread.
 
-Consumer handlers are synchronous; they hand requests to this loop and wait, so connections are
-pooled and reused across batches. Connection errors and timeouts come back as `TransportError`,
-which the forwarder treats as transient.
+Consumer handlers are synchronous; they hand coroutines to this loop (`run`) and wait, so requests
+for many apps are in flight at once, bounded by `concurrency`, and connections are pooled and
+reused across batches. Every request is bounded (connect and total timeouts). Connection errors
+and timeouts come back as `TransportError`, which the forwarder treats as transient.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import aiohttp
@@ -22,58 +23,58 @@ T = TypeVar("T")
 class TransportError(RuntimeError):
     """No HTTP answer: connection refused or reset, DNS, timeout."""
 
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
 
-async def send_async(session: aiohttp.ClientSession, request: HttpRequest, timeout: float) -> HttpResponse:
+
+async def send_async(session: aiohttp.ClientSession, request: HttpRequest,
+                     timeout: float | aiohttp.ClientTimeout) -> HttpResponse:
+    bounds = timeout if isinstance(timeout, aiohttp.ClientTimeout) else aiohttp.ClientTimeout(total=timeout)
     try:
         async with session.request(
             request.method, request.url, headers=dict(request.headers), json=request.json,
-            data=dict(request.form) if request.form is not None else None,
-            timeout=aiohttp.ClientTimeout(total=timeout),
+            data=dict(request.form) if request.form is not None else None, timeout=bounds,
         ) as response:
             body = await response.read()
             return HttpResponse(status=response.status, body=body, headers=dict(response.headers))
-    except (aiohttp.ClientError, TimeoutError) as exc:
+    except TimeoutError as exc:  # aiohttp's ServerTimeoutError and ConnectionTimeoutError are TimeoutErrors too
+        raise TransportError(f"no answer within {bounds.total:g} s (connect {bounds.connect or bounds.total:g} s)",
+                             timed_out=True) from exc
+    except aiohttp.ClientError as exc:
         raise TransportError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from exc
 
 
 class HttpClient:
-    def __init__(self, timeout: float = 15.0, max_connections: int = 32) -> None:
-        self._timeout = timeout
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="http-client", daemon=True)
+    def __init__(self, timeout: float = 10.0, connect_timeout: float = 3.0, concurrency: int = 64) -> None:
+        self.timeout = timeout
+        self._bounds = aiohttp.ClientTimeout(total=timeout, connect=min(connect_timeout, timeout))
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="http-client", daemon=True)
         self._thread.start()
-        self._session: aiohttp.ClientSession = self._run(self._open(max_connections))
+        self._session, self._slots = self.run(self._open(concurrency))
 
-    async def _open(self, max_connections: int) -> aiohttp.ClientSession:
-        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=max_connections),
-                                     json_serialize=_json_dumps)
+    @staticmethod
+    async def _open(concurrency: int) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
+        # As many pooled connections as requests may be in flight: one slow host must not queue the others.
+        connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=0)
+        return aiohttp.ClientSession(connector=connector, json_serialize=_json_dumps), asyncio.Semaphore(concurrency)
 
-    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Runs `coroutine` on the client's loop and waits for its result (from any other thread)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    async def request(self, request: HttpRequest) -> HttpResponse:
+        """On the client's loop: one request, waiting for a free slot first."""
+        async with self._slots:
+            return await send_async(self._session, request, self._bounds)
 
     def send(self, request: HttpRequest) -> HttpResponse:
-        return self._run(send_async(self._session, request, self._timeout))
-
-    def send_all(self, requests: Sequence[HttpRequest]) -> list[HttpResponse | TransportError]:
-        """Concurrently; each answer or its TransportError, in order."""
-
-        async def gather() -> list[HttpResponse | TransportError]:
-            results = await asyncio.gather(
-                *(send_async(self._session, r, self._timeout) for r in requests), return_exceptions=True
-            )
-            out: list[HttpResponse | TransportError] = []
-            for result in results:
-                if isinstance(result, HttpResponse | TransportError):
-                    out.append(result)
-                elif isinstance(result, BaseException):
-                    raise result
-            return out
-
-        return self._run(gather())
+        return self.run(self.request(request))
 
     def close(self) -> None:
-        self._run(self._session.close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        self.run(self._session.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=2)
 
 

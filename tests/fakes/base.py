@@ -58,6 +58,8 @@ class _ScriptedFailure:
 class _State:
     requests: list[RecordedRequest] = field(default_factory=list)
     failures: list[_ScriptedFailure] = field(default_factory=list)
+    latency: float = 0.0  # seconds before every answer (a network's real round trip)
+    hung: dict[str, float] = field(default_factory=dict)  # path fragment -> seconds to hold such requests
 
 
 class FakeServer:
@@ -156,6 +158,10 @@ class FakeServer:
         with self._lock:
             self._state.requests.append(recorded)
             failure = self._take_failure(request.path)
+            held = [seconds for fragment, seconds in self._state.hung.items() if fragment in request.path]
+            hold = max([self._state.latency, *held])
+        if hold:
+            await asyncio.sleep(hold)
         try:
             if failure is not None:
                 response: web.StreamResponse = web.json_response(failure.body, status=failure.status,
@@ -189,6 +195,21 @@ class FakeServer:
         with self._lock:
             self._state.failures.append(
                 _ScriptedFailure(status, body, headers or {}, path, until=time.monotonic() + seconds))
+
+    def set_latency(self, seconds: float) -> None:
+        """Every answer from now on comes `seconds` late (recorded on arrival, answered after the wait)."""
+        with self._lock:
+            self._state.latency = seconds
+
+    def hang(self, path: str, seconds: float = 3600.0) -> None:
+        """Requests whose path contains `path` are held `seconds` (an hour: until the client gives up)."""
+        with self._lock:
+            self._state.hung[path] = seconds
+
+    def unhang(self, path: str) -> None:
+        """New requests for `path` are answered again (ones already held stay held)."""
+        with self._lock:
+            self._state.hung.pop(path, None)
 
     def reset(self) -> None:
         """Forget recorded requests and scripted failures; subclasses also clear what they recorded."""
