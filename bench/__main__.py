@@ -1,6 +1,6 @@
 """`python -m bench` (what `make bench` runs): every benchmark, a table, and bench/results.json.
 
-Options: `--only skan,gateway,e2e` runs a subset; `--no-profile` skips the py-spy windows; `--quick`
+Options: `--only skan,gateway,e2e,forward` runs a subset; `--no-profile` skips the py-spy windows; `--quick`
 shortens every window (for trying the harness, not for numbers).
 """
 
@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.e2e_bench import E2EDurations, run_e2e_bench
+from bench.forward_bench import ForwardDurations, run_forward_bench
 from bench.gateway_bench import GatewayDurations, run_gateway_bench
 from bench.infra import OUT, TRY_PREFIX, postgres_server, postmaster_pid
 from bench.machine import OTHERS, CpuMeter, machine_info, source_digest, wait_until_quiet
@@ -35,6 +36,8 @@ TARGETS: tuple[tuple[str, float | None, bool], ...] = (
     ("e2e_p99_s", 2.0, False),
     ("skan_verify_decode_per_s", 10_000, True),
     ("consumers_scale_2_over_1", 1.7, True),
+    ("forward_latency_ratio", 0.8, True),
+    ("forward_isolation_p99_s", 2.0, False),
 )
 
 
@@ -57,6 +60,12 @@ def verdict(key: str, value: float, results: dict[str, Any]) -> str:
     if key == "consumers_scale_2_over_1" and not met and results["details"].get("e2e", {}).get("machine_limited"):
         needed = results["details"]["e2e"]["cores_needed_for_target_scale"]
         note = f" (machine-limited: 1.7x the one-process run needs {needed:g} of {os.cpu_count()} cores)"
+    if key == "forward_isolation_p99_s" and not met:
+        healthy = results["details"]["forward"]["at_100ms"]
+        if healthy["latency_to_fake_s"].get("p99", 0.0) > threshold:
+            ceiling = healthy["forwarder"]["metrics"].get("forward_rate_limit_rps", float("nan"))
+            note = (f" (without the hang the p99 was already {healthy['latency_to_fake_s']['p99']:g} s, at "
+                    f"{healthy['fake_requests_per_s']:g} requests/s against a ceiling of {ceiling:g})")
     return ("met" if met else "MISSED") + note
 
 
@@ -93,7 +102,7 @@ def background_during(details: dict[str, Any]) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--only", default="skan,gateway,e2e")
+    parser.add_argument("--only", default="skan,gateway,e2e,forward")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--quiet-wait", type=float, default=30.0,
@@ -111,10 +120,11 @@ def main() -> None:
 
     log(f"measuring the sources with digest {code_at_start} on {machine_info()['nproc']} cores")
 
-    gateway_durations, e2e_durations = GatewayDurations(), E2EDurations()
+    gateway_durations, e2e_durations, forward_durations = GatewayDurations(), E2EDurations(), ForwardDurations()
     if args.quick:
         gateway_durations = GatewayDurations(measure=3, warmup=1, half_load=3, batch=3, profile=3)
         e2e_durations = E2EDurations(warmup=3, probe=8, skip=2, steady_measured=8, profile=3, drain_timeout=30)
+        forward_durations = ForwardDurations(warmup=3, skip=2, measured=8, isolation=12, drain_timeout=30)
 
     results: dict[str, Any] = {}
     details: dict[str, Any] = {}
@@ -126,12 +136,13 @@ def main() -> None:
         skan_results = skan(log, 2.0 if args.quick else 4.0)
         details["skan"] = skan_results.pop("details")
         results.update(skan_results)
-    if chosen & {"gateway", "e2e"}:
+    if chosen & {"gateway", "e2e", "forward"}:
         with postgres_server() as pg:
             meter.label(postmaster_pid(pg), "postgres")
             parts: list[tuple[str, Callable[[], dict[str, Any]]]] = [
                 ("gateway", lambda: run_gateway_bench(pg.url, meter, gateway_durations, profile, log)),
                 ("e2e", lambda: run_e2e_bench(pg.url, meter, e2e_durations, profile, log)),
+                ("forward", lambda: run_forward_bench(pg.url, meter, forward_durations, log)),
             ]
             for name, run in parts:
                 if name in chosen:

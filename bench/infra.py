@@ -172,16 +172,16 @@ def child(module: str, *args: str, cpu: int | None = None) -> Iterator[ChildProc
         process.stop()
 
 
-def create_app(admin: AdminApi, meta_base_url: str | None = None) -> dict[str, Any]:
-    """An Android app with a live key; with `meta_base_url`, a Meta integration that takes every event
-    (installs mapped to MobileAppInstall), so each benchmark event crosses every stage."""
+def create_app(admin: AdminApi, meta_base_url: str | None = None, dataset_id: str = META_DATASET) -> dict[str, Any]:
+    """An Android app with a live key; with `meta_base_url`, a Meta integration sending to `dataset_id` that
+    takes every event (installs mapped to MobileAppInstall), so each benchmark event crosses every stage."""
     app = admin.call("POST", "/apps", {"name": "Bench app", "platform": "android",
                                        "store_url": "https://play.google.com/store/apps/details?id=com.example"},
                      expect=201)
     app["live_key"] = admin.call("POST", f"/apps/{app['app_id']}/keys", {"mode": "live"}, expect=201)["key"]
     if meta_base_url is not None:
         admin.call("PUT", f"/apps/{app['app_id']}/integrations/meta", {
-            "settings": {"dataset_id": META_DATASET, "bundle_id": "com.example"},
+            "settings": {"dataset_id": dataset_id, "bundle_id": "com.example"},
             "credentials": {"access_token": META_TOKEN},
             "event_map": {"install": "MobileAppInstall"},
         })

@@ -1,11 +1,9 @@
 """SKAN verify + decode throughput on one core: what the SKAN decoder does per postback, minus I/O.
 
 Per postback: `verify_postback` (Apple's ECDSA signature), the schema in force for its estimated install
-time, and `decode` into install and event records. The postbacks are the signed examples from the team's
-shared testdata (../shared/testdata/skan, P-192 and P-256 signatures, SKAN 1.0 to 4.0) when present; else
-the guide's simulated test-app postbacks with a well-formed DER signature that does not match (a failed
-verification costs the same elliptic-curve work as a successful one). The simulated postbacks without a
-signature are measured apart: they skip the signature check.
+time, and `decode` into install and event records. The postbacks are Apple's signed examples shipped in
+tests/data/skan (P-192 and P-256 signatures, SKAN 1.0 to 4.0; the bench refuses to run without them). The
+guide's simulated postbacks without a signature are measured apart: they skip the signature check.
 
 Beside that headline (`signed`), `signed_by_curve` measures the P-256 examples (SKAN 2.1+, what devices send
 today) and the P-192 ones (SKAN 1.0/2.0) apart; `signature_only` the bare signature check per curve (a fresh
@@ -36,12 +34,11 @@ from services.skan.decode import SIMULATED_TEST_APP_SCHEMAS, decode, estimated_i
 from services.skan.verify import APPLE_P192_KEY, APPLE_P256_KEY, signed_message, verify_postback
 from tests.support.pipeline import REPO
 
-TESTDATA = REPO.parent / "shared" / "testdata" / "skan"
+TESTDATA = REPO / "tests" / "data" / "skan"
 SCHEMA = SIMULATED_TEST_APP_SCHEMAS["888707086"]  # conversion bitmask: value 63 -> six event records
 # A DER ECDSA signature (SEQUENCE of two INTEGERs) that matches nothing.
 # Apple signs these versions with its P-192 key, every later one with its P-256 key (docs/skan.md).
 P192_VERSIONS = frozenset({"1.0", "2.0"})
-UNMATCHED_SIGNATURE = base64.b64encode(bytes([0x30, 0x44, 0x02, 0x20, *range(1, 33), 0x02, 0x20, *range(33, 65)]))
 
 
 def simulated_postbacks() -> list[dict[str, Any]]:
@@ -54,13 +51,14 @@ def simulated_postbacks() -> list[dict[str, Any]]:
 
 
 def signed_postbacks() -> tuple[list[dict[str, Any]], str]:
+    """Apple's signed examples, shipped in tests/data/skan: without them the figure would measure
+    something else, so their absence is an error, not a fallback."""
     files = sorted(TESTDATA.glob("*.json")) if TESTDATA.is_dir() else []
     examples = [json.loads(f.read_text()) for f in files]
     signed = [e["postback"] for e in examples if e.get("expected_valid") is True]
-    if signed:
-        return signed, f"{len(signed)} signed examples from {TESTDATA}"
-    forged = [{**p, "attribution-signature": UNMATCHED_SIGNATURE.decode()} for p in simulated_postbacks()]
-    return forged, "simulated postbacks with a non-matching DER signature (shared testdata not found)"
+    if not signed:
+        raise SystemExit(f"no signed SKAN examples in {TESTDATA}: the repository's test data is missing")
+    return signed, f"{len(signed)} signed examples from {TESTDATA.relative_to(REPO)}"
 
 
 def is_p192(postback: dict[str, Any]) -> bool:

@@ -22,8 +22,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--network", help="for `forwarder`: meta, google_ads, tiktok or skan_postback")
     topics = commands.add_parser("topics", help="Kafka topics")
     topics.add_argument("action", choices=("create", "list"))
-    db = commands.add_parser("db", help="database schema")
-    db.add_argument("action", choices=("upgrade",))
+    db = commands.add_parser("db", help="database schema, and retention")
+    db.add_argument("action", choices=("upgrade", "prune"),
+                    help="upgrade: to the latest schema; prune: delete rows older than their table's window")
+    db.add_argument("--dry-run", action="store_true", help="prune: count what would be deleted, delete nothing")
+    db.add_argument("--json", action="store_true", help="prune: the counts as one JSON object")
+    from services.privacy.cli import add_erase_arguments
+
+    add_erase_arguments(commands.add_parser("erase", help="delete or anonymise one person's data in an app"))
     from services.dlq.cli import add_arguments as add_dlq_arguments
 
     add_dlq_arguments(commands.add_parser("dlq", help="list, show and replay dead letters"))
@@ -71,9 +77,19 @@ def _run(args: argparse.Namespace) -> int:
             print("\n".join(all_topics()))
             return 0
         created = create_topics(settings.kafka_bootstrap_servers, settings.topic_partitions,
-                                settings.topic_replication)
-        print(f"created {len(created)} topics" + (f": {', '.join(created)}" if created else " (all existed)"))
+                                settings.topic_replication, retention_ms=settings.topic_retention_ms)
+        print(f"created {len(created)} topics" + (f": {', '.join(created)}" if created else " (all existed)")
+              + f"; new topics keep records {settings.topic_retention_ms / 86_400_000:g} days (retention.ms="
+              f"{settings.topic_retention_ms}), existing topics keep their own retention")
         return 0
+    if args.command == "erase":
+        from services.privacy.cli import run_erase
+
+        return run_erase(settings, args)
+    if args.command == "db" and args.action == "prune":
+        from services.privacy.cli import run_prune
+
+        return run_prune(settings, args.dry_run, args.json)
     if args.command == "db":
         from shared.db.migrate import upgrade
 

@@ -139,7 +139,8 @@ def run_dev(settings: Settings) -> int:
     try:
         _wait_for_broker(bootstrap, broker)
         upgrade(settings.effective_database_url)
-        create_topics(bootstrap, settings.topic_partitions, settings.topic_replication)
+        create_topics(bootstrap, settings.topic_partitions, settings.topic_replication,
+                      retention_ms=settings.topic_retention_ms)
         for index, service in enumerate(SERVICES):
             if service[0] != "gateway":  # consumers: /healthz, /readyz, /metrics on the next ports
                 env_for[service] = {**env, "APPREFER_METRICS_PORT": str(settings.gateway_port + index)}

@@ -55,3 +55,15 @@ FORWARD_BREAKERS_OPEN = Gauge(
     "apprefer_forward_breakers_open", "Integrations whose circuit breaker is open (no calls for a cool-down)",
     ["network"],
 )
+# At the gateway: values in free-form input that looked like an email address or a phone number, dropped
+# (services/privacy/personal_data.py). Fields named like personal data are hashed instead, not counted here.
+PERSONAL_DATA_ENTRIES = ("events", "clicks", "tracking_link", "revenuecat", "skan")
+PERSONAL_DATA_KINDS = ("email", "phone")
+PERSONAL_DATA_DROPPED = Counter(
+    "apprefer_personal_data_dropped_total",
+    "Values that looked like an email address or a phone number, dropped from free-form input at the gateway",
+    ["entry", "kind"],
+)
+for _entry in PERSONAL_DATA_ENTRIES:
+    for _kind in PERSONAL_DATA_KINDS:
+        PERSONAL_DATA_DROPPED.labels(_entry, _kind)  # every series shows, at 0, from the start

@@ -9,8 +9,14 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DAY_MS = 86_400_000
+# The longest lookback and re-attribution window an app may set (AppIn, services/gateway/admin.py;
+# tests/unit/test_retention.py keeps them equal): clicks and installs must be kept at least this long.
+MAX_LOOKBACK_DAYS = 90
+MAX_REATTRIBUTION_DAYS = 365
 
 
 class Settings(BaseSettings):
@@ -20,6 +26,9 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", alias="KAFKA_BOOTSTRAP_SERVERS")
     topic_partitions: int = Field(6, alias="APPREFER_TOPIC_PARTITIONS")
     topic_replication: int = Field(1, alias="APPREFER_TOPIC_REPLICATION")
+    # retention.ms of the topics `apprefer topics create` makes (existing topics are left as they are): records
+    # on Kafka, erased devices' included, age out after this.
+    topic_retention_ms: int = Field(7 * DAY_MS, alias="APPREFER_TOPIC_RETENTION_MS", gt=0)
     # Consumer-group session timeout; the bundled broker joins groups in about half of it.
     kafka_session_timeout_ms: int = Field(6000, alias="APPREFER_KAFKA_SESSION_TIMEOUT_MS")
     consumer_batch_size: int = Field(500, alias="APPREFER_CONSUMER_BATCH_SIZE")
@@ -78,8 +87,19 @@ class Settings(BaseSettings):
     # Consecutive transport failures that open an integration's circuit breaker, and its cool-down.
     forward_breaker_failures: int = Field(5, alias="APPREFER_FORWARD_BREAKER_FAILURES", ge=1)
     forward_breaker_cooldown_seconds: float = Field(30.0, alias="APPREFER_FORWARD_BREAKER_COOLDOWN_SECONDS", ge=0)
-    # Ceiling of each forwarder's request rate; it halves on a network's rate limiting and climbs back.
-    forward_max_rps: float = Field(100.0, alias="APPREFER_FORWARD_MAX_RPS", gt=0)
+    # Ceiling of each forwarder process's request rate, all apps together; each integration has its own adaptive
+    # rate under it, halved on that integration's rate limiting. 100 would cap 200 apps at 0.5 requests/s each.
+    forward_max_rps: float = Field(1000.0, alias="APPREFER_FORWARD_MAX_RPS", gt=0)
+
+    # Retention: rows older than these are deleted by `apprefer db prune` and by the audit service every
+    # APPREFER_PRUNE_INTERVAL_SECONDS (0 = never). services/privacy/retention.py says what each window bounds.
+    retention_clicks_days: int = Field(MAX_LOOKBACK_DAYS, alias="APPREFER_RETENTION_CLICKS_DAYS")
+    retention_installs_days: int = Field(MAX_REATTRIBUTION_DAYS, alias="APPREFER_RETENTION_INSTALLS_DAYS")
+    retention_audit_days: int = Field(90, alias="APPREFER_RETENTION_AUDIT_DAYS", ge=1)
+    retention_skan_days: int = Field(180, alias="APPREFER_RETENTION_SKAN_DAYS", ge=1)
+    retention_deliveries_days: int = Field(30, alias="APPREFER_RETENTION_DELIVERIES_DAYS", ge=1)
+    prune_interval_seconds: float = Field(3600.0, alias="APPREFER_PRUNE_INTERVAL_SECONDS", ge=0)
+    prune_batch_rows: int = Field(5000, alias="APPREFER_PRUNE_BATCH_ROWS", ge=1)
 
     # Consumers expose /metrics on this port when set (0 = off).
     metrics_port: int = Field(0, alias="APPREFER_METRICS_PORT")
@@ -92,6 +112,32 @@ class Settings(BaseSettings):
         if url and url.startswith(("postgresql://", "postgres://")):
             return "postgresql+psycopg://" + url.split("://", 1)[1]
         return url or None
+
+    @field_validator("retention_clicks_days")
+    @classmethod
+    def _clicks_outlive_lookback(cls, days: int) -> int:
+        if days < MAX_LOOKBACK_DAYS:
+            raise ValueError(f"must be at least {MAX_LOOKBACK_DAYS} days: an app may look back that far for the "
+                             "click of an install, and a pruned click cannot be matched")
+        return days
+
+    @field_validator("retention_installs_days")
+    @classmethod
+    def _installs_outlive_reattribution(cls, days: int) -> int:
+        if days < MAX_REATTRIBUTION_DAYS:
+            raise ValueError(f"must be at least {MAX_REATTRIBUTION_DAYS} days: an app's re-attribution window may "
+                             "be that long, and a reinstall whose install was pruned is attributed afresh")
+        return days
+
+    @field_validator("retention_deliveries_days")
+    @classmethod
+    def _ledger_outlives_topics(cls, days: int, info: ValidationInfo) -> int:
+        # A record still on Kafka can be redelivered or replayed: its delivery must still be in the ledger.
+        topic_retention_ms = info.data.get("topic_retention_ms")  # absent when it was itself invalid
+        if topic_retention_ms is not None and days * DAY_MS < topic_retention_ms:
+            raise ValueError(f"must cover APPREFER_TOPIC_RETENTION_MS ({topic_retention_ms / DAY_MS:g} days): a "
+                             "job replayed from a topic after its delivery left the ledger would be sent again")
+        return days
 
     @field_validator("retry_delays")
     @classmethod

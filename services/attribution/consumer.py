@@ -4,6 +4,11 @@ Clicks are stored (idempotently). An install is matched to a stored click by the
 `matching`; every later event of the device carries the install's attribution downstream.
 Reprocessing a batch after a crash re-emits the same attribution: the install row remembers which
 event set it.
+
+Test (pk_test_) and live traffic keep separate state, keyed by mode: installs, attributions,
+identities and the re-attribution history. A test install may match any click (links have no mode,
+so QA can click a real link), and that match stays in test state; a live install matches only live
+clicks, and never sees a test install of the same device.
 """
 
 from __future__ import annotations
@@ -99,7 +104,7 @@ class WrittenIdentities:
     MAX_ENTRIES = 200_000
 
     def __init__(self) -> None:
-        self._written: dict[tuple[str, str, str], tuple[str, int]] = {}
+        self._written: dict[tuple[str, str, str, bool], tuple[str, int]] = {}
 
     def changed(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The rows worth writing, remembered as written: call `forget` when their transaction fails."""
@@ -107,7 +112,7 @@ class WrittenIdentities:
             self._written.clear()
         fresh = []
         for row in rows:
-            key = (row["app_id"], row["kind"], row["value"])
+            key = (row["app_id"], row["kind"], row["value"], row["sandbox"])
             last = self._written.get(key)
             if last is None or last[0] != row["device_id"] or row["seen_at_ms"] - last[1] >= self.REFRESH_MS:
                 fresh.append(row)
@@ -122,10 +127,10 @@ class AttributionHandler:
     def __init__(self, sessions: sessionmaker[Session], codec: AvroCodec) -> None:
         self._sessions = sessions
         self._codec = codec
-        self._rules: dict[str, tuple[float, AttributionRules]] = {}
-        self._installs: dict[tuple[str, str], Install | None] = {}
-        self._identities: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self._clicks: dict[str, matching.ClickIndex] = {}
+        self._rules: dict[str, tuple[float, AttributionRules, str | None]] = {}  # app -> (expiry, rules, platform)
+        self._installs: dict[tuple[str, str, bool], Install | None] = {}  # (app, device, sandbox)
+        self._identities: dict[tuple[str, str, str, bool], dict[str, Any]] = {}
+        self._clicks: dict[tuple[str, bool], matching.ClickIndex] = {}  # (app, for a test install)
         self._signals: dict[tuple[str, str], matching.InstallSignals] = {}  # this batch's installs
         self._written_identities = WrittenIdentities()
 
@@ -146,8 +151,8 @@ class AttributionHandler:
         insert_ignoring_duplicates(session, Click, [click_row(c.value) for c in clicks])
         events = [r for r in records if r.schema == "apprefer.RawEvent"]
         # One query for every device of the batch instead of one per event.
-        self._installs = self._load_installs(session, {(r.value["app_id"], r.value["device"]["device_id"])
-                                                       for r in events})
+        self._installs = self._load_installs(session, {
+            (r.value["app_id"], r.value["device"]["device_id"], r.value["sandbox"]) for r in events})
         # And one query for the clicks every install of the batch may match.
         self._signals = {}
         self._clicks = self._load_clicks(session, [r.value for r in events if is_sdk_install(r.value)])
@@ -160,28 +165,29 @@ class AttributionHandler:
                 continue
             outputs.append(self._attribute(session, record))
         upsert(session, DeviceIdentity, self._written_identities.changed(list(self._identities.values())),
-               ("app_id", "kind", "value"), ("device_id", "seen_at_ms"))
+               ("app_id", "kind", "value", "sandbox"), ("device_id", "seen_at_ms"))
         return outputs
 
     @staticmethod
-    def _load_installs(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Install | None]:
-        found: dict[tuple[str, str], Install | None] = dict.fromkeys(keys)
-        device_ids_by_app: dict[str, list[str]] = {}
-        for app_id, device_id in sorted(keys):
-            device_ids_by_app.setdefault(app_id, []).append(device_id)
-        # Per app, `device_id IN (...)`: the primary key's own shape (a row-value IN can scan the table).
-        for app_id, device_ids in device_ids_by_app.items():
+    def _load_installs(session: Session, keys: set[tuple[str, str, bool]]
+                       ) -> dict[tuple[str, str, bool], Install | None]:
+        found: dict[tuple[str, str, bool], Install | None] = dict.fromkeys(keys)
+        device_ids_by_app: dict[tuple[str, bool], list[str]] = {}
+        for app_id, device_id, sandbox in sorted(keys):
+            device_ids_by_app.setdefault((app_id, sandbox), []).append(device_id)
+        # Per app and mode, `device_id IN (...)`: the primary key's own shape (a row-value IN can scan the table).
+        for (app_id, sandbox), device_ids in device_ids_by_app.items():
             for start in range(0, len(device_ids), 500):
                 chunk = device_ids[start:start + 500]
-                for row in session.scalars(select(Install).where(Install.app_id == app_id,
-                                                                 Install.device_id.in_(chunk))):
-                    found[(row.app_id, row.device_id)] = row
+                for row in session.scalars(select(Install).where(
+                        Install.app_id == app_id, Install.device_id.in_(chunk), Install.sandbox.is_(sandbox))):
+                    found[(row.app_id, row.device_id, row.sandbox)] = row
         return found
 
     def _attribute(self, session: Session, record: InRecord) -> OutRecord:
         event = record.value
-        app_id, device = event["app_id"], event["device"]
-        install = self._installs.get((app_id, device["device_id"]))
+        app_id, device, sandbox = event["app_id"], event["device"], bool(event["sandbox"])
+        install = self._installs.get((app_id, device["device_id"], sandbox))
         reinstall = False
         if install is None and event["source"] == REVENUECAT:
             install = self._resolve_device(session, event)
@@ -189,10 +195,11 @@ class AttributionHandler:
                 event = {**event, "device": {**device, "device_id": install.device_id}}
         if is_sdk_install(event):
             install, reinstall = self._record_install(session, event, install)
-            self._installs[(app_id, device["device_id"])] = install
+            self._installs[(app_id, device["device_id"], sandbox)] = install
         if event["source"] == "sdk":
             self._remember_identities(event)
         attribution = install_row_attribution(install) if install else matching.ORGANIC
+        event = self._with_platform(session, event)
         attributed_event = {
             "event": event,
             "attribution": attribution_record(attribution, install, reinstall),
@@ -202,29 +209,33 @@ class AttributionHandler:
                          value=self._codec.encode("apprefer.AttributedEvent", attributed_event), origin=record)
 
     def _remember_identities(self, event: dict[str, Any]) -> None:
-        """Advertising ids and the hashed external user id -> device, for events from elsewhere."""
-        device = event["device"]
+        """Advertising ids and the hashed external user id -> device, for events from elsewhere; and the
+        hashed email and phone, so that an erasure request naming only those finds the device."""
+        device, hashes = event["device"], event["user_hashes"]
         identities = {
             "idfa": matching.usable_ad_id(device.get("idfa")),
             "gaid": matching.usable_ad_id(device.get("gaid")),
-            "external_id": event["user_hashes"].get("external_id"),
+            "external_id": hashes.get("external_id"),
+            "email": hashes.get("em"),
+            "phone": hashes.get("ph"),
         }
         for kind, value in identities.items():
             if value:  # the batch's last word per identity; written in one upsert at the end
-                self._identities[(event["app_id"], kind, value)] = {
-                    "app_id": event["app_id"], "kind": kind, "value": value, "device_id": device["device_id"],
-                    "seen_at_ms": event["received_at_ms"]}
+                sandbox = bool(event["sandbox"])
+                self._identities[(event["app_id"], kind, value, sandbox)] = {
+                    "app_id": event["app_id"], "kind": kind, "value": value, "sandbox": sandbox,
+                    "device_id": device["device_id"], "seen_at_ms": event["received_at_ms"]}
 
     def _resolve_device(self, session: Session, event: dict[str, Any]) -> Install | None:
         """A RevenueCat event names the device indirectly: the SDK's device id or IDFV as a
         subscriber attribute, app user ids, advertising ids, or the app user id as external id."""
-        app_id = event["app_id"]
+        app_id, sandbox = event["app_id"], bool(event["sandbox"])
         hints = (orjson.loads(event["properties_json"] or "{}").get("rc_identities") or {})
         direct = [hints.get("apprefer_device_id"), hints.get("idfv"), hints.get("app_user_id"),
                   hints.get("original_app_user_id"), *(hints.get("aliases") or [])]
         for device_id in direct:
             if isinstance(device_id, str) and device_id:
-                install = session.get(Install, (app_id, device_id))
+                install = session.get(Install, (app_id, device_id, sandbox))
                 if install is not None:
                     return install
         device = event["device"]
@@ -233,9 +244,9 @@ class AttributionHandler:
                     ("external_id", event["user_hashes"].get("external_id"))]
         for kind, value in indirect:
             if value:
-                identity = session.get(DeviceIdentity, (app_id, kind, value))
+                identity = session.get(DeviceIdentity, (app_id, kind, value, sandbox))
                 if identity is not None:
-                    found = session.get(Install, (app_id, identity.device_id))
+                    found = session.get(Install, (app_id, identity.device_id, sandbox))
                     if found is not None:
                         return found
         return None
@@ -256,10 +267,10 @@ class AttributionHandler:
             previous.last_install_at_ms = installed_at_ms
             return previous, True
         signals = self._signals[(app_id, event["event_id"])]
-        candidates = self._clicks.get(app_id, matching.ClickIndex()).candidates(
+        candidates = self._clicks.get((app_id, bool(event["sandbox"])), matching.ClickIndex()).candidates(
             matching.click_search_keys(signals, rules))
         attribution = matching.match_install(signals, candidates, rules)
-        install = previous or Install(app_id=app_id, device_id=device["device_id"])
+        install = previous or Install(app_id=app_id, device_id=device["device_id"], sandbox=bool(event["sandbox"]))
         install.event_id = event["event_id"]
         install.installed_at_ms = installed_at_ms
         install.attributed = attribution.attributed
@@ -272,14 +283,15 @@ class AttributionHandler:
         install.click_time_ms = to_ms(attribution.click_time)
         install.last_install_event_id = event["event_id"]
         install.last_install_at_ms = installed_at_ms
-        install.sandbox = event["sandbox"]
         if previous is None:
             session.add(install)
         return install, False
 
-    def _load_clicks(self, session: Session, installs: list[dict[str, Any]]) -> dict[str, matching.ClickIndex]:
+    def _load_clicks(self, session: Session, installs: list[dict[str, Any]]
+                     ) -> dict[tuple[str, bool], matching.ClickIndex]:
         """Per app, the stored clicks any of these installs could match (a superset: the index and
-        `match_install` narrow it per install)."""
+        `match_install` narrow it per install): for live installs the live clicks, for test installs
+        every click."""
         searches: dict[str, list[matching.ClickSearch]] = {}
         for event in installs:
             rules = self._app_rules(session, event["app_id"])
@@ -290,11 +302,15 @@ class AttributionHandler:
         for app_id, app_searches in searches.items():
             search = matching.batch_click_search(app_searches)
             if search is not None:
-                indexes[app_id] = matching.ClickIndex(self._query_clicks(session, app_id, search))
+                clicks = self._query_clicks(session, app_id, search)
+                indexes[(app_id, False)] = matching.ClickIndex([click for click, sandbox in clicks if not sandbox])
+                indexes[(app_id, True)] = matching.ClickIndex([click for click, _ in clicks])
         return indexes
 
     @staticmethod
-    def _query_clicks(session: Session, app_id: str, search: matching.BatchClickSearch) -> list[matching.Click]:
+    def _query_clicks(session: Session, app_id: str, search: matching.BatchClickSearch
+                      ) -> list[tuple[matching.Click, bool]]:
+        """The matching clicks, each with whether it came in with a test key."""
         conditions = []
         for column, values in ((Click.click_key, search.click_keys), (Click.click_id, search.click_ids),
                                (Click.idfa, search.idfas), (Click.gaid, search.gaids),
@@ -303,28 +319,44 @@ class AttributionHandler:
                 conditions.append(column.in_(sorted(values)))
         rows = session.execute(
             select(Click.click_key, Click.network, Click.campaign, Click.click_id_type, Click.click_id, Click.idfa,
-                   Click.gaid, Click.fingerprint, Click.clicked_at_ms)
+                   Click.gaid, Click.fingerprint, Click.clicked_at_ms, Click.sandbox)
             .where(Click.app_id == app_id, or_(*conditions),
                    Click.clicked_at_ms.between(to_ms(search.earliest), to_ms(search.latest)))
         )
         return [
-            matching.Click(
+            (matching.Click(
                 click_key=row.click_key, network=row.network, campaign=row.campaign,
                 click_id_type=row.click_id_type, click_id=row.click_id, idfa=row.idfa, gaid=row.gaid,
                 fingerprint=row.fingerprint, clicked_at=to_datetime(row.clicked_at_ms),
-            )
+            ), bool(row.sandbox))
             for row in rows
         ]
 
+    def _with_platform(self, session: Session, event: dict[str, Any]) -> dict[str, Any]:
+        """An event with no device.os and no advertising id (server-side senders often omit them) gets
+        the app's registered platform: every network needs one (Meta's extinfo, TikTok's app platform)."""
+        device = event["device"]
+        if device.get("os") or device.get("idfa") or device.get("gaid"):
+            return event
+        platform = self._app(session, event["app_id"])[1]
+        if platform not in ("ios", "android"):
+            return event
+        return {**event, "device": {**device, "os": platform}}
+
     def _app_rules(self, session: Session, app_id: str) -> AttributionRules:
+        return self._app(session, app_id)[0]
+
+    def _app(self, session: Session, app_id: str) -> tuple[AttributionRules, str | None]:
+        """The app's attribution windows and platform, cached for APP_RULES_TTL_SECONDS."""
         cached = self._rules.get(app_id)
         if cached and cached[0] > time.monotonic():
-            return cached[1]
+            return cached[1], cached[2]
         app = session.get(App, app_id)
         rules = matching.DEFAULT_RULES if app is None else AttributionRules(
             lookback=timedelta(days=app.lookback_days),
             fingerprint_window=timedelta(hours=app.fingerprint_window_hours),
             reattribution_window=timedelta(days=app.reattribution_days),
         )
-        self._rules[app_id] = (time.monotonic() + APP_RULES_TTL_SECONDS, rules)
-        return rules
+        platform = app.platform if app is not None else None
+        self._rules[app_id] = (time.monotonic() + APP_RULES_TTL_SECONDS, rules, platform)
+        return rules, platform

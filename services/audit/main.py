@@ -1,8 +1,9 @@
-"""`apprefer run audit`."""
+"""`apprefer run audit`: the audit writer, and the retention pruner beside it (APPREFER_PRUNE_INTERVAL_SECONDS)."""
 
 from __future__ import annotations
 
 from services.audit.consumer import SERVICE, TOPICS, AuditHandler
+from services.privacy.retention import Pruner
 from shared.db.session import make_engine, make_sessionmaker
 from shared.service import run_consumer
 from shared.settings import Settings
@@ -10,8 +11,14 @@ from shared.settings import Settings
 
 def run(settings: Settings) -> None:
     engine = make_engine(settings.effective_database_url)
+    sessions = make_sessionmaker(engine)
+    pruner = Pruner.from_settings(sessions, settings)
+    if pruner is not None:
+        pruner.start()
     try:
         run_consumer(settings, service=SERVICE, group_id="apprefer-audit", topics=TOPICS,
-                     handler=AuditHandler(make_sessionmaker(engine)), engine=engine)
+                     handler=AuditHandler(sessions), engine=engine)
     finally:
+        if pruner is not None:
+            pruner.stop()
         engine.dispose()

@@ -82,12 +82,14 @@ class FanoutHandler:
                 return audit_out(self._codec, app_id=event["app_id"], event_id=event["event_id"],
                                  event_name=event["event_name"], network=network, status=status, detail=detail)
 
+            if event["sandbox"]:
+                # Test traffic (pk_test_ keys, RevenueCat sandbox) flows through every stage but never
+                # reaches a network: audited as such, whatever the network would have made of it.
+                outputs.append(audit("sandbox", "sandbox (pk_test_) event: not forwarded"))
+                continue
             decision = route(network, event["event_name"], attribution, integration.settings, integration.event_map)
             if decision.network_event_name is None:
                 outputs.append(audit("skipped", decision.skip_reason or "skipped"))
-            elif event["sandbox"]:
-                # pk_test_ traffic flows through every stage but never reaches a network.
-                outputs.append(audit("sandbox", "sandbox (pk_test_) event: not forwarded"))
             else:
                 job = forward_job(event, attribution, network, decision.network_event_name)
                 outputs.append(OutRecord(topic=forward_topic(network), key=record.key,

@@ -48,13 +48,23 @@ def network_event_name(network: str, event_name: str, settings: Mapping[str, Any
     return DEFAULT_NAMES.get(network, {}).get(event_name)
 
 
+INSTALL = "install"
+REINSTALL_SKIP = ("reinstall: inside the app's re-attribution window the device keeps its first install "
+                  "(set forward_reinstalls: true on the integration to send it)")
+
+
 def route(network: str, event_name: str, attribution: Mapping[str, Any], settings: Mapping[str, Any],
           event_map: Mapping[str, Any]) -> Route:
     """Only conversions the network can use: its own click id, or (Meta and TikTok, when the
-    integration opts in with `forward_unattributed`) its advertising-id matching."""
+    integration opts in with `forward_unattributed`) its advertising-id matching. A reinstall
+    inside the re-attribution window is not a new install for the network (the device's later
+    events still forward under its original attribution), unless the integration opts in with
+    `forward_reinstalls`."""
     name = network_event_name(network, event_name, settings, event_map)
     if name is None:
         return Route(network, None, f"event {event_name!r} is not mapped for {network}")
+    if event_name == INSTALL and attribution.get("reinstall") and settings.get("forward_reinstalls") is not True:
+        return Route(network, None, REINSTALL_SKIP)
     if attribution.get("click_id_type") in NETWORK_CLICK_IDS.get(network, ()) and attribution.get("click_id"):
         return Route(network, name)
     if network != "google_ads" and settings.get("forward_unattributed") is True:

@@ -19,6 +19,7 @@ from services.gateway.event_input import (
     check_json_depth,
 )
 from services.gateway.store import NETWORKS, GatewayStore, NotFound
+from services.privacy.erasure import ErasureInputError, hash_identifiers
 from services.skan.decode import SchemaError
 from shared.crypto import secrets_equal
 from shared.forwarding.model import ConnectionCheck, Integration
@@ -44,6 +45,17 @@ class AppIn(_Body):
 
 class KeyIn(_Body):
     mode: Literal["live", "test"]
+
+
+class ErasureIn(_Body):
+    # Hashed as the gateway hashes `user`, which takes values as sent (an external_id is not trimmed).
+    model_config = ConfigDict(str_strip_whitespace=False)
+
+    device_id: str | None = Field(None, max_length=100)
+    external_id: str | None = Field(None, max_length=1000)
+    email: str | None = Field(None, max_length=1000)
+    phone: str | None = Field(None, max_length=100)
+    dry_run: bool = Field(False, strict=True)
 
 
 class LinkIn(_Body):
@@ -272,6 +284,18 @@ def admin_routes(store: GatewayStore, admin_token: str | None, public_base_url: 
         device_id = request.query.get("device_id", "").strip()
         if not device_id:
             return error_response(400, "invalid_request", "device_id is required", "device_id")
-        return json_response(await call(store.attribution, request.match_info["app_id"], device_id))
+        sandbox = request.query.get("sandbox", "false").lower() in ("1", "true", "yes")
+        return json_response(await call(store.attribution, request.match_info["app_id"], device_id, sandbox))
+
+    @routes.post("/admin/v1/apps/{app_id}/erasure")
+    @guarded
+    async def erasure(request: web.Request) -> web.StreamResponse:
+        body = await _body(request, ErasureIn)
+        try:
+            identifiers = hash_identifiers(device_id=body.device_id, external_id=body.external_id,
+                                           email=body.email, phone=body.phone)
+        except ErasureInputError as exc:
+            return error_response(400, "invalid_request", exc.message, exc.field)
+        return json_response(await call(store.erase, request.match_info["app_id"], identifiers, body.dry_run))
 
     return routes

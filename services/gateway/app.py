@@ -198,7 +198,7 @@ class Gateway:
             click = click_record(
                 request.query, app_id=link.app_id, link_id=link_id, link_network=link.network,
                 link_campaign=link.campaign, ip=request.remote,
-                user_agent=user_agent_of(request), clicked_at_ms=now_ms(),
+                user_agent=user_agent_of(request), clicked_at_ms=now_ms(), entry="tracking_link",
             )
         except InputError as exc:
             return json_response(exc.as_json(), 400)

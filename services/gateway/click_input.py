@@ -1,4 +1,10 @@
-"""Ad clicks (tracking-link redirects and server-to-server posts) into clicks.raw records. Pure."""
+"""Ad clicks (tracking-link redirects and server-to-server posts) into clicks.raw records. Pure.
+
+Personal data (services/privacy/personal_data.py): a known parameter (click ids, advertising ids, campaign,
+ad set and ad ids) shaped like an email address or a phone number is an InputError; any other parameter
+named like personal data (``email``, ``phone``, ...) is kept hashed; one whose value looks like an email
+address or a phone number is dropped, as is such a network or campaign name.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from services.attribution.matching import (
     usable_ad_id,
 )
 from services.gateway.event_input import InputError
+from services.privacy.personal_data import Findings, identifier_problem, report_drops, scrub, scrub_text
 
 # Parameters with a meaning; anything else on a click is kept as a property.
 KNOWN_PARAMS = {*CLICK_ID_TYPES, "click_id", "idfa", "gaid", "campaign_id", "adset_id", "ad_id"}
@@ -31,7 +38,9 @@ def click_record(
     user_agent: str | None,
     clicked_at_ms: int,
     sandbox: bool = False,
+    entry: str = "clicks",
 ) -> dict[str, Any]:
+    """``entry`` names the route in the personal-data metric: ``clicks`` or ``tracking_link``."""
     values: dict[str, str] = {}
     for name, value in params.items():
         if value is None or (isinstance(value, str) and not value.strip()):
@@ -41,6 +50,10 @@ def click_record(
         text = str(value).strip()
         if len(text) > MAX_VALUE_LEN:
             raise InputError(name, f"longer than {MAX_VALUE_LEN} characters")
+        if name in KNOWN_PARAMS:
+            problem = identifier_problem(text)
+            if problem is not None:
+                raise InputError(name, problem)
         values[name] = text
 
     # The first network click id present wins; the link's network is the fallback.
@@ -50,6 +63,11 @@ def click_record(
     properties.pop("click_id", None)
     if len(properties) > MAX_PROPERTIES:
         raise InputError("properties", f"at most {MAX_PROPERTIES} extra parameters")
+    findings = Findings()
+    properties = scrub(properties, "", findings)
+    network = scrub_text(network, "network", findings)
+    link_campaign = scrub_text(link_campaign, "campaign", findings)
+    report_drops(entry, findings, app_id=app_id, link_id=link_id)
     return {
         # A `click_id` parameter (a partner's own unique click id) becomes our key, so the SDK can
         # pass it back as referrer click_id; otherwise the click gets a fresh one.

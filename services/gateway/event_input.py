@@ -21,7 +21,18 @@ from pydantic import (
 )
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12 (a pydantic dependency)
 
-from services.gateway.user_data import UserDataError, hash_user_data
+from services.privacy.personal_data import (
+    Findings,
+    TooDeep,
+    identifier_problem,
+    report_drops,
+    scrub,
+    scrub_referrer,
+    scrub_text,
+    value_kind,
+    with_offered_hashes,
+)
+from services.privacy.user_data import UserDataError, hash_user_data
 
 # Far-future and ancient timestamps are client bugs; the networks reject them anyway.
 MAX_FUTURE_MS = 24 * 3600 * 1000
@@ -37,9 +48,11 @@ MAX_REVENUE_BOUND = 1e12  # the largest bound an app may set
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
 ClickIdValue = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
-PERSONAL_FIELD_NAMES = frozenset({
-    "email", "phone", "phone_number", "first_name", "last_name", "date_of_birth", "em", "ph", "fn", "ln", "db",
-})
+# Refused (400 naming the field) when they look like an email address or a phone number, with event_id,
+# event_name and the referrer's click ids.
+DEVICE_IDENTIFIERS = ("device_id", "idfa", "gaid")
+# Free text: dropped (null) when it contains something shaped like an email address or a phone number.
+DEVICE_TEXT = ("ip", "user_agent", "os_version", "model", "locale", "att_status", "app_version")
 TIME_FORMAT_ERROR = "must be RFC 3339 or epoch seconds/milliseconds"
 
 
@@ -115,6 +128,7 @@ _EVENTS = TypeAdapter(list[EventIn])
 _EVENT_FIELDS = EventIn.__required_keys__ | EventIn.__optional_keys__
 _CONTAINERS = (dict, list)
 _NO_DEVICE_VALUES: dict[str, str | None] = dict.fromkeys(DeviceIn.__annotations__)  # every key, in order
+REFERRER_IDENTIFIERS = tuple(name for name in ReferrerIn.__annotations__ if name != "install_referrer")  # click ids
 
 
 def _field_path(prefix: str, loc: tuple[int | str, ...]) -> str:
@@ -247,7 +261,13 @@ def raw_event_record(
     request_user_agent: str | None, field: str, max_revenue_amount: float, source: str = "sdk",
 ) -> dict[str, Any]:
     """The events.raw record: time normalised, request defaults filled, personal data hashed, revenue
-    within 0..max_revenue_amount (the app's bound)."""
+    within 0..max_revenue_amount (the app's bound).
+
+    Personal data outside `user` (services/privacy/personal_data.py): fields named like it, in properties and
+    extra fields at any depth and in the install referrer, are hashed in place, and the first valid email,
+    phone, first and last name and date of birth among them fill the user hashes `user` leaves empty;
+    other strings shaped like an email address or a phone number are dropped (counted and logged); an
+    identifier (event id and name, device and advertising ids, click ids) shaped like one is an InputError."""
     try:
         event_time_ms = parse_event_time(event["event_time"], received_at_ms)
     except ValueError as exc:
@@ -257,21 +277,34 @@ def raw_event_record(
         user_hashes = hash_user_data(user) if user else {}
     except UserDataError as exc:
         raise InputError(_join(field, exc.field), str(exc)) from None
-    device = {**_NO_DEVICE_VALUES, **event["device"]}
+    _check_identifiers(event, field)
+    findings = Findings()
+    device: dict[str, Any] = {**_NO_DEVICE_VALUES, **event["device"]}
     device["ip"] = device["ip"] or request_ip
     device["user_agent"] = device["user_agent"] or request_user_agent
+    for name in DEVICE_TEXT:
+        text = device[name]
+        if text is not None and value_kind(text) is not None:
+            device[name] = scrub_text(text, _join(field, f"device.{name}"), findings)
     referrer = event.get("referrer")
-    given_properties = event.get("properties", {})
-    properties = _properties_with_extras(event, given_properties)
-    misplaced = PERSONAL_FIELD_NAMES.intersection(properties)
-    if misplaced:
-        # Raw personal data must never reach Kafka: it is only accepted in `user`, where it is hashed.
-        name = sorted(misplaced)[0]
-        where = "properties." + name if name in given_properties else name
-        raise InputError(_join(field, where), "personal data belongs in `user`, where it is hashed")
+    referrer_values: dict[str, Any] = {k: v for k, v in referrer.items() if v} if referrer else {}
+    if "install_referrer" in referrer_values:
+        install_referrer = scrub_referrer(referrer_values["install_referrer"],
+                                          _join(field, "referrer.install_referrer"), findings)
+        if install_referrer is None:
+            del referrer_values["install_referrer"]
+        else:
+            referrer_values["install_referrer"] = install_referrer
+    try:
+        properties = _properties_with_extras(event, event.get("properties", {}), field, findings)
+    except TooDeep as exc:  # parse_events refuses such bodies first
+        raise InputError("body", str(exc)) from None
     revenue = event.get("revenue")
     if revenue is not None:
         check_revenue_amount(revenue["amount"], max_revenue_amount, _join(field, "revenue.amount"))
+    if findings.user_hashes:
+        user_hashes = with_offered_hashes(user_hashes, findings)
+    report_drops("events", findings, app_id=app_id)
     return {
         "event_id": event["event_id"],
         "app_id": app_id,
@@ -281,7 +314,7 @@ def raw_event_record(
         "sandbox": sandbox,
         "source": source,
         "device": device,
-        "referrer": {k: v for k, v in referrer.items() if v} if referrer else {},
+        "referrer": referrer_values,
         "user_hashes": user_hashes,
         "revenue_amount": revenue["amount"] if revenue else None,
         "revenue_currency": revenue["currency"].upper() if revenue else None,
@@ -303,12 +336,27 @@ def _amount_text(value: float) -> str:
     return f"{value:.0f}" if float(value).is_integer() else repr(float(value))
 
 
-def _properties_with_extras(event: EventIn, given: dict[str, Any]) -> dict[str, Any]:
-    """`properties` plus the event's fields beyond the contract, in the order sent (an extra wins a clash)."""
+def _check_identifiers(event: EventIn, field: str) -> None:
+    """Raises InputError naming the first identifier that looks like an email address or a phone number."""
+    parts: list[tuple[str, Any, tuple[str, ...]]] = [
+        ("", event, ("event_id", "event_name")), ("device.", event["device"], DEVICE_IDENTIFIERS),
+        ("referrer.", event.get("referrer") or {}, REFERRER_IDENTIFIERS)]
+    for prefix, part, names in parts:
+        for name in names:
+            value = part.get(name)
+            problem = identifier_problem(value) if value else None  # a cached lookup for a repeated id
+            if problem is not None:
+                raise InputError(_join(field, prefix + name), problem)
+
+
+def _properties_with_extras(event: EventIn, given: dict[str, Any], field: str, findings: Findings) -> dict[str, Any]:
+    """`properties` plus the event's fields beyond the contract, in the order sent (an extra wins a clash),
+    with personal data hashed or dropped."""
+    properties: dict[str, Any] = scrub(given, _join(field, "properties"), findings) if given else given
     if event.keys() <= _EVENT_FIELDS:
-        return given
+        return properties
     extras = {name: value for name, value in event.items() if name not in _EVENT_FIELDS}
-    return {**given, **extras}
+    return {**properties, **scrub(extras, field, findings)}
 
 
 def _join(prefix: str, name: str) -> str:

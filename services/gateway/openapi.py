@@ -18,13 +18,13 @@ from services.gateway.event_input import (
     DEFAULT_MAX_REVENUE_AMOUNT,
     MAX_JSON_DEPTH,
     MAX_REVENUE_BOUND,
-    PERSONAL_FIELD_NAMES,
 )
 from services.gateway.store import NETWORKS as STORE_NETWORKS
+from services.privacy.erasure import IDENTIFIER_KINDS
+from services.privacy.erasure import TABLES as ERASURE_TABLES
 from services.skan.postback_input import ENRICHMENT_KEYS
 
 MAX_BATCH = 500  # APPREFER_GATEWAY_MAX_BATCH's default
-PERSONAL_FIELDS = sorted(PERSONAL_FIELD_NAMES)
 CLICK_ID_PARAMS = list(CLICK_ID_TYPES)
 KNOWN_CLICK_PARAMS = [*CLICK_ID_PARAMS, *sorted(KNOWN_PARAMS - set(CLICK_ID_PARAMS))]
 NETWORKS = list(STORE_NETWORKS)
@@ -76,7 +76,9 @@ DEVICE = _obj({
     **{name: _nullable(_text(1000)) for name in
        ("idfa", "gaid", "ip", "user_agent", "os_version", "model", "locale", "att_status", "app_version")},
     "os": _nullable({"type": "string", "enum": ["ios", "android"]}),
-}, ["device_id"], closed=True, description="Unknown fields are a 400 naming them (device.imei).")
+}, ["device_id"], closed=True, description="Unknown fields are a 400 naming them (device.imei). device_id, idfa "
+                                           "and gaid that look like an email address or a phone number are a 400 "
+                                           "naming them; the other fields are dropped (null) when they contain one.")
 REFERRER = _obj({
     "install_referrer": _nullable(_text(4000)),
     **{name: _nullable(_text(500)) for name in ("click_id", *CLICK_ID_PARAMS)},
@@ -92,7 +94,6 @@ REVENUE = _obj({
     "amount": {"type": "number", "description": "a JSON number, not a string"},
     "currency": {"type": "string", "pattern": "^[A-Za-z]{3}$"},
 }, ["amount", "currency"], closed=True)
-NO_PERSONAL_NAMES = {"not": {"enum": PERSONAL_FIELDS}}
 EVENT = _obj({
     "event_id": {**ID, "description": "client-generated; the idempotency key end to end"},
     "event_name": ID,
@@ -101,10 +102,14 @@ EVENT = _obj({
     "referrer": _nullable(_ref("Referrer")),
     "user": _nullable(_ref("User")),
     "revenue": _nullable(_ref("Revenue")),
-    "properties": {"type": "object", "propertyNames": NO_PERSONAL_NAMES},
-}, ["event_id", "event_name", "event_time", "device"], propertyNames=NO_PERSONAL_NAMES,
-    description="Fields beyond these are kept in properties. Personal data (email, phone, ...) is accepted only "
-                "under user: at the top level or in properties it is a 400.")
+    "properties": {"type": "object"},
+}, ["event_id", "event_name", "event_time", "device"],
+    description="Fields beyond these are kept in properties. Personal data belongs under user. Sent elsewhere "
+                "anyway -- a field named like it (email, e-mail, userEmail, phone_number, mobile, firstName, dob, "
+                "...) at the top level, in properties at any depth or in the install referrer -- it is kept "
+                "SHA-256 hashed in place (normalised as under user), and fills the user hashes user leaves empty. "
+                "Any other string that contains an email address or a phone number is dropped. event_id, "
+                "event_name and the referrer's click ids that look like one are a 400 naming them.")
 EVENT_BATCH = _obj({"events": {"type": "array", "items": _ref("Event"), "minItems": 1, "maxItems": MAX_BATCH}},
                    ["events"], closed=True)
 APP = _obj({
@@ -118,8 +123,9 @@ APP = _obj({
     "fingerprint_window_hours": {"type": "integer"},
     "reattribution_days": {"type": "integer"},
     "max_revenue_amount": {"type": "number"},
+    "test_app": {"type": "boolean", "description": "built in for testing: the SKAN guide's simulated apps"},
 }, ["app_id", "name", "platform", "store_url", "bundle_id", "apple_app_id", "lookback_days",
-    "fingerprint_window_hours", "reattribution_days", "max_revenue_amount"])
+    "fingerprint_window_hours", "reattribution_days", "max_revenue_amount", "test_app"])
 APP_IN = _obj({
     "name": {"type": "string", "minLength": 1, "maxLength": 200},
     "platform": {"type": "string", "enum": ["ios", "android"]},
@@ -166,6 +172,7 @@ AUDIT_RECORD = _obj({
 ATTRIBUTION = _obj({
     "app_id": {"type": "string"},
     "device_id": {"type": "string"},
+    "sandbox": {"type": "boolean", "description": "whether this is the device's test (pk_test_) state"},
     "attributed": {"type": "boolean"},
     "network": _nullable({"type": "string"}),
     "click_id_type": _nullable({"type": "string"}),
@@ -176,6 +183,25 @@ ATTRIBUTION = _obj({
     "installed_at_ms": {"type": "integer"},
     "click_time_ms": _nullable({"type": "integer"}),
 }, ["app_id", "device_id", "attributed", "network", "click_id_type", "click_id", "campaign", "matched_by"])
+ERASURE_IN = _obj({
+    "device_id": _nullable(_text(100)),
+    "external_id": _nullable({**_text(1000), "description": "hashed on receipt as the gateway hashes "
+                                                            "user.external_id (the value as sent)"}),
+    "email": _nullable({**_text(1000), "description": "normalised and hashed on receipt as user.email"}),
+    "phone": _nullable({**_text(100), "description": "with the country code; hashed on receipt as user.phone"}),
+    "dry_run": {"type": "boolean", "default": False, "description": "count what would go, change nothing"},
+}, closed=True, description="At least one identifier (400 naming body otherwise); an invalid email or phone is a "
+                            "400 naming it. No value is stored, not even hashed.")
+ERASURE = _obj({
+    "erasure_id": {"type": "string"},
+    "app_id": {"type": "string"},
+    "identifiers": {"type": "array", "items": {"enum": list(IDENTIFIER_KINDS)}, "description": "the kinds given"},
+    "dry_run": {"type": "boolean"},
+    "counts": _obj({table: {"type": "integer", "minimum": 0} for table in ERASURE_TABLES}, list(ERASURE_TABLES),
+                   description="rows deleted or anonymised (a dry run: that would be) per table"),
+    "requested_at_ms": {"type": "integer"},
+    "note": {"type": "string", "description": "records already on Kafka age out under the topics' retention"},
+}, ["erasure_id", "app_id", "identifiers", "dry_run", "counts", "requested_at_ms"])
 SKAN_SCHEMA_IN = _obj({
     "schema_id": {"type": "string", "minLength": 1, "maxLength": 100},
     "valid_from": {"type": "string", "description": "RFC 3339 with an offset"},
@@ -193,7 +219,10 @@ SKAN_POSTBACK_IN = {
     "type": "object",
     "description": "Apple's postback (SKAN 1.0-4.0) as sent, optionally enriched by the ad network. Mandatory: "
                    "the version's fields (transaction-id, ad-network-id, ...); postback-sequence-index 0-2, "
-                   "conversion-value 0-63, coarse-conversion-value low|medium|high. Unknown keys are kept.",
+                   "conversion-value 0-63, coarse-conversion-value low|medium|high. Unknown keys are kept. The "
+                   "body is stored as received, so an enrichment field of it that is named like personal data "
+                   "(email, phone, ...) and not hashed, or that contains an email address or a phone number, is a "
+                   "400 naming it; in the query, such a parameter is hashed or dropped.",
     "properties": {
         "version": {"type": "string"},
         "ad-network-id": {"type": "string"},
@@ -237,6 +266,7 @@ COMPONENTS: dict[str, Any] = {
         "Referrer": REFERRER, "User": USER, "Revenue": REVENUE, "App": APP, "AppIn": APP_IN,
         "Integration": INTEGRATION, "IntegrationIn": INTEGRATION_IN, "AuditRecord": AUDIT_RECORD,
         "Attribution": ATTRIBUTION, "SkanSchemaIn": SKAN_SCHEMA_IN, "SkanPostbackIn": SKAN_POSTBACK_IN,
+        "ErasureIn": ERASURE_IN, "Erasure": ERASURE,
     },
     "headers": {
         "RetryAfter": {"description": "seconds to wait before retrying", "schema": {"type": "string"}},
@@ -355,7 +385,10 @@ PATHS: dict[str, Any] = {
         "summary": "A server-to-server click",
         "description": "The tracking link's query parameters as a JSON object, plus ip and user_agent. A link_id "
                        "must be one of this app's links. Parameters other than the known ones are kept as "
-                       "properties (at most 50); every value is a string or a number of at most 500 characters.",
+                       "properties (at most 50); every value is a string or a number of at most 500 characters. "
+                       "A known parameter that looks like an email address or a phone number is a 400 naming it; "
+                       "another one named like personal data (email, phone, ...) is kept hashed, and one whose "
+                       "value looks like an email address or a phone number is dropped.",
         "security": [{"apiKey": []}],
         "requestBody": _body(_obj({
             "ip": _nullable({"type": "string"}),
@@ -389,7 +422,10 @@ PATHS: dict[str, Any] = {
     "/v1/webhooks/revenuecat/{app_id}": {"post": {
         "tags": ["ingest"],
         "summary": "A RevenueCat webhook",
-        "description": "200 as soon as the broker has the event; 4xx only for what a retry cannot fix.",
+        "description": "200 as soon as the broker has the event; 4xx only for what a retry cannot fix. "
+                       "Subscriber attributes named like personal data ($email, $phoneNumber, email, ...) are kept "
+                       "only as hashes; device attributes and copied fields that look like an email address or "
+                       "a phone number are dropped.",
         "security": [{"revenuecatAuthorization": []}],
         "parameters": [APP_ID],
         "requestBody": _body(_obj({
@@ -524,11 +560,23 @@ PATHS: dict[str, Any] = {
                                "schema": {"type": "integer", "default": 100}}],
                       errors=("400",)),
     },
+    "/admin/v1/apps/{app_id}/erasure": {
+        "post": {
+            **_admin("Erase a person's data: clicks, installs and identities deleted, audit rows and SKAN IPs "
+                     "anonymised, the request recorded without its values",
+                     {"200": _json(_ref("Erasure"), "what was deleted or anonymised, per table")},
+                     params=[APP_ID], body=_body(_ref("ErasureIn"), required=False,
+                                                 example={"device_id": "idfv-1", "email": "jane@example.com"}),
+                     errors=("400", "404", "413")),
+        },
+    },
     "/admin/v1/apps/{app_id}/attribution": {
         "get": _admin("How a device's install was attributed",
                       {"200": _json(_ref("Attribution"), "the install's attribution")},
                       params=[APP_ID, {"name": "device_id", "in": "query", "required": True,
-                                       "schema": {"type": "string", "minLength": 1}}],
+                                       "schema": {"type": "string", "minLength": 1}},
+                              _query("sandbox", "true: the device's test (pk_test_) attribution, kept apart from "
+                                                "its live one", enum=["true", "false"])],
                       errors=("400", "404")),
     },
 }

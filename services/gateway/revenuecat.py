@@ -12,10 +12,19 @@ Mapping (issue 5): INITIAL_PURCHASE -> ``trial_start`` (period_type TRIAL) or ``
 RENEWAL -> ``renewal`` (``trial_conversion`` property when ``is_trial_conversion``);
 NON_RENEWING_PURCHASE -> ``purchase``; CANCELLATION with a negative price -> ``refund``; any other
 type T -> ``rc_<t>`` (``rc_cancellation``, ``rc_test``, ...). SANDBOX and TEST events are sandbox.
+
+Personal data (services/privacy/personal_data.py): ``$email``, ``$phoneNumber`` and any other subscriber
+attribute named like personal data (``email``, ``user_phone``, ``firstName``, ...) become user hashes (the
+reserved ones first; other attributes are not kept). An app user id or alias that is an email address or a
+phone number is kept as its hash. A device attribute (``$apprefer_device_id``, ``$idfv``, ``$idfa``,
+``$gpsAdId``, ``$ip``) or a copied text field that looks like one is dropped, counted and logged: a 400
+would only make RevenueCat retry, then give up on the purchase. An ``event.id`` or ``event.type`` that looks
+like one is a 400.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import Mapping
@@ -31,7 +40,17 @@ from services.gateway.event_input import (
     InputError,
     check_revenue_amount,
 )
-from services.gateway.user_data import UserDataError, hash_user_data, normalise_email, sha256_hex
+from services.privacy.personal_data import (
+    EMAIL,
+    Findings,
+    field_kind,
+    hash_field,
+    identifier_problem,
+    report_drops,
+    scrub,
+    value_kind,
+)
+from services.privacy.user_data import UserDataError, hash_user_data, normalise_email, normalise_phone, sha256_hex
 
 __all__ = [
     "SOURCE",
@@ -49,6 +68,10 @@ MAX_EVENT_NAME_LEN = 100
 _OS_BY_STORE = {"APP_STORE": "ios", "MAC_APP_STORE": "ios", "PLAY_STORE": "android", "AMAZON": "android"}
 # Subscriber attribute -> Device field.
 _DEVICE_ATTRIBUTES = {"idfa": "$idfa", "gaid": "$gpsAdId", "ip": "$ip"}
+# Attributes the record keeps (as device ids and identity hints): dropped when they look like personal data.
+_KEPT_ATTRIBUTES = ("$apprefer_device_id", "$idfv", "$idfa", "$gpsAdId", "$ip")
+# RevenueCat's own personal attributes, which win over custom ones named like them.
+_RESERVED_PERSONAL_ATTRIBUTES = ("$email", "$phoneNumber")
 # Copied into properties as they are (strings); personal data never is.
 _TEXT_PROPERTIES = (
     "product_id", "new_product_id", "store", "environment", "purchase_environment", "period_type", "transaction_id",
@@ -67,8 +90,6 @@ _TIME_FIELDS = ("event_timestamp_ms", "purchased_at_ms")
 _PRICE_BOUNDS = {"price": DEFAULT_MAX_REVENUE_AMOUNT, "price_in_purchased_currency": MAX_REVENUE_BOUND}
 _STRING_LIST_FIELDS = ("aliases", "transferred_from", "transferred_to")
 
-_EMAIL_LIKE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-_PHONE_LIKE = re.compile(r"\+[0-9][0-9 ().-]{5,20}")
 _CURRENCY = re.compile(r"[A-Za-z]{3}")
 _NAME_UNSAFE = re.compile(r"[^a-z0-9_]+")
 
@@ -103,6 +124,10 @@ def webhook_event(body: Any) -> Mapping[str, Any]:
         raise InputError("event.type", "must be a string")
     if not event_type.strip():
         raise InputError("event.type", "must not be blank")
+    for name, identifier in (("event.id", event_id), ("event.type", event_type)):  # both name the record
+        problem = identifier_problem(identifier)
+        if problem is not None:
+            raise InputError(name, problem)
 
     for name in _STRING_FIELDS:
         if event.get(name) is not None and not isinstance(event[name], str):
@@ -163,7 +188,13 @@ def raw_event(event: Mapping[str, Any], *, app_id: str, received_at_ms: int) -> 
     """
     rc_type = _rc_type(event)
     event_id = str(event["id"]).strip()
+    findings = Findings()
     attributes = _attributes(event)
+    for name in _KEPT_ATTRIBUTES:
+        shape = value_kind(attributes[name]) if name in attributes else None
+        if shape is not None:
+            findings.dropped.append((f"event.subscriber_attributes.{name}", shape))
+            del attributes[name]
     app_user_id = _text(event, "app_user_id")
     original_app_user_id = _text(event, "original_app_user_id")
     aliases = _dedupe(_text_list(event, "aliases"))
@@ -188,7 +219,7 @@ def raw_event(event: Mapping[str, Any], *, app_id: str, received_at_ms: int) -> 
 
     event_time_ms, time_replaced = _event_time(event, received_at_ms)
     amount, currency = _revenue(event)
-    properties = _properties(event, rc_type)
+    properties = scrub(_properties(event, rc_type), "event", findings)
     if time_replaced and isinstance(event.get("event_timestamp_ms"), int):
         properties["rc_event_timestamp_ms"] = event["event_timestamp_ms"]
     identities: dict[str, Any] = {
@@ -201,6 +232,7 @@ def raw_event(event: Mapping[str, Any], *, app_id: str, received_at_ms: int) -> 
         "gaid": device["gaid"],
     }
     properties["rc_identities"] = {key: value for key, value in identities.items() if value}
+    report_drops(SOURCE, findings, app_id=app_id)
 
     return {
         "event_id": EVENT_ID_PREFIX + event_id,
@@ -293,19 +325,20 @@ def _attributes(event: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _redact(user_id: str) -> str:
-    """An app user id, unless it is an email address or an international phone number.
+    """An app user id, unless it is (or holds) an email address or a phone number.
 
     Some apps use the email (or phone) as RevenueCat app user id; raw personal data must not reach
-    Kafka, so such an id is replaced by ``sha256:`` + the hash of its normalised form.
+    Kafka, so such an id is replaced by ``sha256:`` + the hash of its normalised form (of the id
+    lower-cased when it holds more than an address or a number).
     """
-    if _EMAIL_LIKE.fullmatch(user_id):
-        try:
-            return "sha256:" + sha256_hex(normalise_email(user_id))
-        except ValueError:
-            return "sha256:" + sha256_hex(user_id.lower())
-    if _PHONE_LIKE.fullmatch(user_id):
-        return "sha256:" + sha256_hex("".join(ch for ch in user_id if ch.isdigit()).lstrip("0"))
-    return user_id
+    kind = value_kind(user_id)
+    if kind is None:
+        return user_id
+    try:
+        normalised = normalise_email(user_id) if kind == EMAIL else normalise_phone(user_id)
+    except ValueError:  # more than an address, or an address the networks would refuse
+        normalised = user_id.strip().lower()
+    return "sha256:" + sha256_hex(normalised)
 
 
 def _is_sandbox(event: Mapping[str, Any]) -> bool:
@@ -345,16 +378,19 @@ def _event_time(event: Mapping[str, Any], received_at_ms: int) -> tuple[int, boo
 
 
 def _user_hashes(attributes: Mapping[str, str], app_user_id: Any) -> dict[str, str]:
-    """Like SDK user data, but a malformed value is dropped instead of failing the webhook."""
-    hashes: dict[str, str] = {}
-    for key, value in (("email", attributes.get("$email")), ("phone", attributes.get("$phoneNumber")),
-                       ("external_id", app_user_id)):
-        if value is None:
-            continue
-        try:
-            hashes.update(hash_user_data({key: value}))
-        except UserDataError:
-            continue
+    """Like SDK user data, but a malformed value is dropped instead of failing the webhook: $email and
+    $phoneNumber, then the first valid value of each kind among the other attributes named like personal
+    data, and the app user id as external_id."""
+    findings = Findings()
+    reserved = [name for name in _RESERVED_PERSONAL_ATTRIBUTES if name in attributes]
+    for name in [*reserved, *(name for name in attributes if name not in _RESERVED_PERSONAL_ATTRIBUTES)]:
+        kind = field_kind(name)
+        if kind is not None:
+            findings.offer(hash_field(kind, attributes[name])[1])
+    hashes = findings.user_hashes
+    if app_user_id is not None:
+        with contextlib.suppress(UserDataError):
+            hashes.update(hash_user_data({"external_id": app_user_id}))
     return hashes
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.privacy.erasure import Identifiers, UnknownApp, erase
 from services.skan import decode
 from services.skan.postback_input import enrichment
 from shared.crypto import decrypt_credentials, encrypt_credentials, hash_api_key, new_api_key, new_id
@@ -56,6 +57,7 @@ def app_json(app: App) -> dict[str, Any]:
         "bundle_id": app.bundle_id, "apple_app_id": app.apple_app_id,
         "lookback_days": app.lookback_days, "fingerprint_window_hours": app.fingerprint_window_hours,
         "reattribution_days": app.reattribution_days, "max_revenue_amount": app.max_revenue_amount,
+        "test_app": app.test_app,
     }
 
 
@@ -175,14 +177,18 @@ class GatewayStore:
             rows = session.scalars(select(Integration).where(Integration.app_id == app_id))
             return [integration_json(r) for r in rows]
 
-    def attribution(self, app_id: str, device_id: str) -> dict[str, Any]:
+    def attribution(self, app_id: str, device_id: str, sandbox: bool = False) -> dict[str, Any]:
+        """The device's live attribution, or its test (pk_test_) one: the two are kept apart."""
         with self._sessions() as session:
             self._require_app(session, app_id)
-            row = session.get(Install, (app_id, device_id))
+            row = session.get(Install, (app_id, device_id, sandbox))
             if row is None:
-                raise NotFound(f"no install seen for device {device_id}")
+                mode, other_mode = ("test", "live") if sandbox else ("live", "test")
+                other = session.get(Install, (app_id, device_id, not sandbox))
+                hint = "" if other is None else f" (a {other_mode} install exists: ?sandbox={str(not sandbox).lower()})"
+                raise NotFound(f"no {mode} install seen for device {device_id}{hint}")
             return {
-                "app_id": app_id, "device_id": device_id, "attributed": row.attributed,
+                "app_id": app_id, "device_id": device_id, "sandbox": sandbox, "attributed": row.attributed,
                 "network": row.network, "click_id_type": row.click_id_type, "click_id": row.click_id,
                 "campaign": row.campaign, "matched_by": row.matched_by, "install_event_id": row.event_id,
                 "installed_at_ms": row.installed_at_ms, "click_time_ms": row.click_time_ms,
@@ -257,6 +263,14 @@ class GatewayStore:
                  "latency_ms": r.latency_ms, "request_hash": r.request_hash, "recorded_at_ms": r.recorded_at_ms}
                 for r in session.scalars(query)
             ]
+
+    def erase(self, app_id: str, identifiers: Identifiers, dry_run: bool) -> dict[str, Any]:
+        """POST /admin/v1/apps/{app_id}/erasure: services/privacy/erasure.py does the work and records it."""
+        try:
+            result = erase(self._sessions, app_id, identifiers, source="api", dry_run=dry_run)
+        except UnknownApp as exc:
+            raise NotFound(str(exc)) from None
+        return result.as_json()
 
     @staticmethod
     def _require_app(session: Session, app_id: str) -> None:

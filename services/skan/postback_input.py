@@ -7,6 +7,12 @@ re-sending its body after a network's 307 redirect, with the campaign details as
 included) unless the body is over its limit (413) or the source sent too many for an app id no app has (429).
 The raw body is kept by the caller for audit; nothing here alters Apple's fields. For postbacks no app is
 waiting for, :func:`summary` is what is kept and :class:`SourceRateLimiter` bounds how many a source may send.
+
+Personal data in the enrichment (services/privacy/personal_data.py): a redirect's query parameter named like
+personal data (``email``, ``phone``, ...) is kept hashed, and one whose value looks like an email address or a
+phone number is dropped (counted and logged). The body, though, is stored as received (``raw_body``), so
+there the same findings are a 400 naming the field: an ad network must send such fields hashed, or not at
+all. Apple's own fields are never touched.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from services.privacy.personal_data import Findings, TooDeep, report_drops, scrub
 from services.skan.verify import missing_fields
 
 __all__ = [
@@ -227,16 +234,47 @@ def parse_postback(body: bytes, query: Mapping[str, str]) -> dict[str, Any]:
     if postback.get("source-identifier") is None and postback.get(SOURCE_IDENTIFIER_ALIAS) is not None:
         postback["source-identifier"] = postback[SOURCE_IDENTIFIER_ALIAS]
 
+    from_body = set(postback)
     for name, value in query.items():
         if name in postback or name in APPLE_FIELDS:
             continue
         postback[name] = value
+    _scrub_enrichment(postback, from_body)
 
     missing = missing_fields(postback)
     if missing:
         raise PostbackInputError(missing[0], "missing mandatory field")
     _check_values(postback)
     return postback
+
+
+_BODY_PERSONAL_DATA = ("looks like personal data, and the postback body is kept as received: send such a field "
+                       "hashed (SHA-256), or not at all")
+_MISSING = object()
+
+
+def _scrub_enrichment(postback: dict[str, Any], from_body: set[str]) -> None:
+    """Hashes or drops personal data in the enrichment added from the query; refuses it in the body's."""
+    findings = Findings()
+    for name in [name for name in postback if name not in APPLE_FIELDS]:
+        value = postback[name]
+        found = Findings()
+        try:
+            scrubbed = scrub({name: value}, "", found)
+        except TooDeep as exc:
+            raise PostbackInputError("body", str(exc)) from None
+        if scrubbed.get(name, _MISSING) == value and not found.dropped:
+            continue  # nothing personal, or a field named like personal data that is hashed already
+        if name in from_body:
+            path, _ = (found.dropped or found.hashed)[0]
+            raise PostbackInputError(path, _BODY_PERSONAL_DATA)
+        findings.dropped += found.dropped
+        findings.hashed += found.hashed
+        if name in scrubbed:
+            postback[name] = scrubbed[name]
+        else:
+            del postback[name]
+    report_drops("skan", findings)
 
 
 # What is kept of a postback for an app id no app has: enough to count and trace it, nothing a flood can grow.

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -40,6 +41,8 @@ class App(Base):
     # DEFAULT_MAX_REVENUE_AMOUNT is the default; tests/unit/test_revenue_bound.py keeps them equal).
     max_revenue_amount: Mapped[float] = mapped_column(Float, default=1_000_000.0, server_default=text("1000000"))
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    # Built in for testing (the SKAN guide's simulated apps, seeded by migration 0009), not a customer's app.
+    test_app: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class ApiKey(Base):
@@ -103,12 +106,15 @@ class Click(Base):
 
 
 class Install(Base):
-    """One row per device: its install and the attribution every later event carries."""
+    """One row per device and mode: its install and the attribution every later event carries.
+    Test (pk_test_) and live traffic of the same device keep separate rows: test traffic never
+    shapes production attribution."""
 
     __tablename__ = "installs"
 
     app_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     device_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    sandbox: Mapped[bool] = mapped_column(Boolean, primary_key=True, default=False)
     event_id: Mapped[str] = mapped_column(String(100))  # the install event that set this row
     installed_at_ms: Mapped[int] = mapped_column(BigInteger)
     attributed: Mapped[bool] = mapped_column(Boolean)
@@ -121,7 +127,6 @@ class Install(Base):
     click_time_ms: Mapped[int | None] = mapped_column(BigInteger)
     last_install_event_id: Mapped[str | None] = mapped_column(String(100))
     last_install_at_ms: Mapped[int | None] = mapped_column(BigInteger)
-    sandbox: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class Delivery(Base):
@@ -169,6 +174,7 @@ class DeviceIdentity(Base):
     app_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     kind: Mapped[str] = mapped_column(String(20), primary_key=True)  # idfa | gaid | external_id
     value: Mapped[str] = mapped_column(String(100), primary_key=True)
+    sandbox: Mapped[bool] = mapped_column(Boolean, primary_key=True, default=False)  # kept apart, as installs
     device_id: Mapped[str] = mapped_column(String(100))
     seen_at_ms: Mapped[int] = mapped_column(BigInteger)
 
@@ -221,3 +227,28 @@ class DlqReplay(Base):
     replayed_to: Mapped[str] = mapped_column(String(200))
     event_id: Mapped[str | None] = mapped_column(String(100))
     replayed_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class ErasureRequest(Base):
+    """One erasure (services/privacy/erasure.py): which kinds of identifier were given, when, and how many rows
+    of each table it deleted or anonymised. Never an identifier's value, not even hashed."""
+
+    __tablename__ = "erasure_requests"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    erasure_id: Mapped[str] = mapped_column(String(40), unique=True)
+    app_id: Mapped[str] = mapped_column(String(40), index=True)
+    identifiers: Mapped[str] = mapped_column(String(100))  # the kinds given, e.g. "device_id,email"
+    source: Mapped[str] = mapped_column(String(10))  # api | cli
+    dry_run: Mapped[bool] = mapped_column(Boolean)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON)  # table -> rows deleted or anonymised
+    requested_at_ms: Mapped[int] = mapped_column(BigInteger)
+    completed_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+# Retention (services/privacy/retention.py) deletes by time, oldest first, in bounded batches. audit_log has its
+# ix_audit_recorded already; these are declared apart from their tables' classes.
+Index("ix_clicks_clicked_at", Click.clicked_at_ms)
+Index("ix_installs_installed_at", Install.installed_at_ms)
+Index("ix_skan_postbacks_received_at", SkanPostback.received_at_ms)
+Index("ix_deliveries_delivered_at", Delivery.delivered_at_ms)

@@ -54,9 +54,11 @@ class CircuitBreaker:
     def failed(self, key: str) -> None:
         state = self._states.setdefault(key, _State())
         state.failures += 1
-        state.probing = False
-        if state.failures >= self.threshold:
+        # Open when the count is reached, or again when the cool-down's trial call failed. A late
+        # failure of a call made before the breaker opened does not restart the cool-down.
+        if (state.opened_at is None and state.failures >= self.threshold) or state.probing:
             state.opened_at = self._clock()
+        state.probing = False
 
     def open_count(self) -> int:
         return sum(1 for state in self._states.values() if state.opened_at is not None)

@@ -17,7 +17,9 @@ A batch's requests (one per app and chunk) are in flight at once on the HTTP cli
 - a request still unanswered after `batch_wait` seconds is left to finish in the background and its
   jobs are parked on the retry topic (due after the request's own timeout): the batch's effects and
   commit go ahead without it. If the late answer says delivered, the ledger records it, and the
-  parked copy, when due, is audited `delivered` from the ledger instead of being sent again;
+  parked copy, when due, is audited `delivered` from the ledger instead of being sent again. While
+  such a request is out, that integration gets no new call (its jobs wait on the retry topic), so a
+  hung endpoint costs one batch one wait, not every batch;
 - after `breaker_failures` consecutive transport failures an integration's breaker opens: its jobs go
   to the retry topic with no call made for a cool-down (`shared/forwarding/breaker.py`);
 - rate limiting slows only the integration that was limited (`shared/forwarding/rate_limit.py`).
@@ -130,7 +132,7 @@ def request_hash(request: HttpRequest) -> str:
 class ForwarderHandler:
     def __init__(self, *, module: NetworkModule, sessions: sessionmaker[Session], codec: AvroCodec,
                  secret_key: str | None, http: HttpClient, base_url: str, token_url: str,
-                 retry_delays: Sequence[float], service: str | None = None, max_rps: float = 100.0,
+                 retry_delays: Sequence[float], service: str | None = None, max_rps: float = 1000.0,
                  isolation: Isolation = Isolation()) -> None:
         self._module = module
         self._network = module.NETWORK
@@ -147,6 +149,7 @@ class ForwarderHandler:
         self._isolation = isolation
         self._breaker = CircuitBreaker(isolation.breaker_failures, isolation.breaker_cooldown_seconds)
         self._late: set[asyncio.Task[HttpResponse]] = set()  # requests answered after their batch went on
+        self._late_by_app: Counter[str] = Counter()  # of those, per integration
 
     def __call__(self, records: list[InRecord]) -> list[OutRecord]:
         try:
@@ -274,6 +277,14 @@ class ForwarderHandler:
             return [Attempt(job, record, Permanent(reason)) for job, record in chunk]
         digest = request_hash(request)
         key = integration.app_id
+        if self._late_by_app[key]:
+            # This endpoint has a request out that outlived its batch's wait: another would most likely cost
+            # the next batch the same wait. Its jobs wait on the retry topic until that one is settled.
+            reason = (f"an earlier request to this app's {self._network} endpoint is still unanswered; "
+                      "no new call until it is settled")
+            held = RetryLater(reason, after_seconds=self._http.timeout + LATE_MARGIN_SECONDS,
+                              error_code="endpoint_slow")
+            return [Attempt(job, record, held) for job, record in chunk]
         wait = self._rates.reserve(key)
         if wait > 0:
             await asyncio.sleep(wait)
@@ -284,6 +295,7 @@ class ForwarderHandler:
             response = await asyncio.wait_for(asyncio.shield(sending), self._isolation.batch_wait_seconds)
         except TimeoutError:
             self._late.add(sending)
+            self._late_by_app[key] += 1
             sending.add_done_callback(lambda task: self._settle_late(task, integration, jobs))
             reason = (f"no answer from {self._network} within {self._isolation.batch_wait_seconds:g} s; the request "
                       "goes on, and the job is looked at again after its timeout")
@@ -315,6 +327,9 @@ class ForwarderHandler:
         ledger now, so the parked copies are audited from it instead of being sent again."""
         self._late.discard(task)
         key = integration.app_id
+        self._late_by_app[key] -= 1
+        if self._late_by_app[key] <= 0:
+            del self._late_by_app[key]
         try:
             response = task.result()
         except TransportError:

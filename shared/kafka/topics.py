@@ -36,15 +36,22 @@ def all_topics() -> list[str]:
     return names
 
 
-def create_topics(bootstrap: str, partitions: int, replication: int, timeout: float = 30.0) -> list[str]:
-    """Creates the missing topics; returns the names created. Existing topics are left alone."""
+# Kafka's own default too: records (erased devices' included) are gone from a topic a week after they came.
+DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
+
+
+def create_topics(bootstrap: str, partitions: int, replication: int, timeout: float = 30.0,
+                  retention_ms: int = DEFAULT_RETENTION_MS) -> list[str]:
+    """Creates the missing topics with `retention.ms`; returns the names created. Existing topics are left
+    alone, their retention included (change it with kafka-configs.sh --alter)."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = set(admin.list_topics(timeout=timeout).topics)
     missing = [t for t in all_topics() if t not in existing]
     if not missing:
         return []
     futures = admin.create_topics(
-        [NewTopic(t, num_partitions=partitions, replication_factor=replication) for t in missing],
+        [NewTopic(t, num_partitions=partitions, replication_factor=replication,
+                  config={"retention.ms": str(retention_ms)}) for t in missing],
         operation_timeout=timeout,
     )
     created = []

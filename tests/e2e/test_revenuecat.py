@@ -17,7 +17,7 @@ from tests.support.pipeline import wait_until as wait
 
 pytestmark = pytest.mark.slow
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "revenuecat"
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "revenuecat"
 AUTHORIZATION = "Bearer rc-webhook-secret"
 
 

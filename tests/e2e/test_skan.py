@@ -22,7 +22,7 @@ from tests.support.pipeline import AdminApi, ServiceProcess, http_call, service_
 
 pytestmark = pytest.mark.slow
 
-TESTDATA = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "skan"
+TESTDATA = Path(__file__).resolve().parents[1] / "data" / "skan"
 AD_NETWORK = "example123.skadnetwork"
 SCHEMAS = {
     "888707085": {"mode": "revenue", "event_name": "af_skad_revenue", "currency": "USD", "unit": 1.0},
@@ -40,6 +40,16 @@ class Skan:
         app_id = str(self.admin.new_app(platform="ios", apple_app_id=apple_app_id)["app_id"])
         self.admin.call("PUT", f"/apps/{app_id}/skan/schema", {"schema_id": f"s-{apple_app_id}",
                         "valid_from": "2020-01-01T00:00:00Z", "signature_policy": policy, **schema})
+        return self.attach_ad_network(app_id)
+
+    def built_in_test_app(self, apple_app_id: str) -> str:
+        """One of the guide's simulated apps, as `apprefer db upgrade` seeds them: only the ad network's
+        integration is attached, as an ad network testing against a fresh install would."""
+        (app,) = [a for a in self.admin.call("GET", "/apps")["apps"] if a["apple_app_id"] == apple_app_id]
+        assert app["test_app"] is True and app["platform"] == "ios"
+        return self.attach_ad_network(str(app["app_id"]))
+
+    def attach_ad_network(self, app_id: str) -> str:
         urls = {"install_url": f"{self.network.base_url}/install?tid={{transaction_id}}&pid={{postback_id}}"
                                f"&src={{attribution_source}}&camp={{campaign_id}}",
                 "event_url": f"{self.network.base_url}/event?pid={{postback_id}}&event={{event_name}}"
@@ -88,7 +98,7 @@ def test_the_guides_simulated_test_apps_reach_the_ad_network(skan: Skan) -> None
     expected = {"888707085": (7, 1), "888707086": (63, 6), "888707087": (3, 3)}
     sent: dict[str, dict[str, Any]] = {}
     for apple_app_id, (value, _events) in expected.items():
-        skan.app(apple_app_id, SCHEMAS[apple_app_id], policy="skip")
+        skan.built_in_test_app(apple_app_id)  # seeded by the migrations: no app or schema set up by hand
         sent[apple_app_id] = simulated(apple_app_id, value)
         assert skan.post(sent[apple_app_id]) == 200
 
@@ -114,7 +124,7 @@ def test_the_guides_simulated_test_apps_reach_the_ad_network(skan: Skan) -> None
 
 
 def test_duplicates_are_answered_200_stored_once_and_sent_once(skan: Skan) -> None:
-    skan.app("888707085", SCHEMAS["888707085"], policy="skip")
+    skan.built_in_test_app("888707085")
     postback = simulated("888707085", 5)
     with ThreadPoolExecutor(6) as pool:
         statuses = list(pool.map(lambda _: skan.post(postback), range(6)))

@@ -117,6 +117,14 @@ def test_a_hung_app_costs_only_its_own_jobs_and_its_breaker_opens(fake: FakeMeta
         assert b"no answer from meta within 0.5 s" in (header(parked[0].headers, "retry.last_error") or b"")
         assert int(header(parked[0].headers, "retry.due_ms") or 0) >= (time.time() + TIMEOUT_S) * 1000
         assert statuses(outputs)["buy-hung"] == "retrying"
+        # While that request is out, the app's next job waits on the retry topic without a call.
+        calls = sum("/ds-0/" in r.path for r in fake.requests)
+        started = time.monotonic()
+        outputs = engine.handler([job_record(hung_app, "buy-hung-next", 1), job_record(others[1], "buy-x", 12)])
+        assert time.monotonic() - started < 0.5 and statuses(outputs) == {"buy-hung-next": "retrying",
+                                                                          "buy-x": "delivered"}
+        assert "still unanswered" in next(a["detail"] for a in audits(outputs) if a["event_id"] == "buy-hung-next")
+        assert sum("/ds-0/" in r.path for r in fake.requests) == calls
 
         # The parked request times out (failure 1); a second try is parked and times out too (failure 2).
         time.sleep(TIMEOUT_S + 0.5)

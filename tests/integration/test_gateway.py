@@ -97,6 +97,8 @@ def test_batch_and_sandbox_key(env: Env) -> None:
          "device.imei"),
         ({"event_id": "a", "event_name": "x", "event_time": 1700000000, "device": {"device_id": "d"},
           "user": {"email": "not-an-email"}}, "user.email"),
+        ({"event_id": "a", "event_name": "x", "event_time": 1700000000, "device": {"device_id": "jane@example.com"}},
+         "device.device_id"),
         ([1, 2], "body"),
         *[({"event_id": "a", "event_name": "purchase", "event_time": 1700000000, "device": {"device_id": "d"},
             "revenue": {"amount": amount, "currency": "USD"}}, "revenue.amount")

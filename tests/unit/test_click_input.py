@@ -116,3 +116,46 @@ def test_record_encodes_as_click(sandbox: bool) -> None:
     assert codec().decode(codec().encode("apprefer.Click", rec)) == ("apprefer.Click", rec)
     bare = click({}, link_id=None, ip=None, user_agent=None)
     assert codec().decode_as("apprefer.Click", codec().encode("apprefer.Click", bare)) == bare
+
+
+# --- personal data (services/privacy/personal_data.py) -------------------------------------------
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_parameters_named_like_personal_data_are_kept_hashed() -> None:
+    rec = click({"email": " Jane@Example.com ", "Phone_Number": "+1 650 555 0100", "firstName": "Jane",
+                 "utm_source": "x"})
+    assert rec["properties"] == {"email": _sha("jane@example.com"), "Phone_Number": _sha("16505550100"),
+                                 "firstName": _sha("jane"), "utm_source": "x"}
+
+
+def test_personal_looking_values_and_names_are_dropped() -> None:
+    rec = click({"utm_content": "to jane@example.com", "memo": "+44 20 7946 0958", "jane@example.com": "1",
+                 "utm_source": "fb"}, link_campaign="call 650-555-0100", link_network="x@example.com")
+    assert rec["properties"] == {"utm_source": "fb"}
+    assert (rec["campaign"], rec["network"]) == (None, None)
+    encoded = codec().encode("apprefer.Click", rec)
+    assert b"jane" not in encoded and b"7946" not in encoded and b"555" not in encoded
+
+
+@pytest.mark.parametrize("param", ["fbclid", "gclid", "ttclid", "click_id", "idfa", "gaid", "campaign_id", "ad_id"])
+@pytest.mark.parametrize("value", ["jane@example.com", "+1 650 555 0100"])
+def test_known_parameters_that_look_personal_are_refused_naming_them(param: str, value: str) -> None:
+    with pytest.raises(InputError) as info:
+        click({param: value})
+    assert info.value.field == param and "looks like" in info.value.message
+
+
+def test_drops_are_counted_per_entry() -> None:
+    from prometheus_client import REGISTRY
+
+    def count(entry: str) -> float:
+        return REGISTRY.get_sample_value("apprefer_personal_data_dropped_total", {"entry": entry, "kind": "email"}) or 0
+
+    before = count("clicks"), count("tracking_link")
+    click({"memo": "jane@example.com"})
+    click({"memo": "jane@example.com"}, entry="tracking_link")
+    assert (count("clicks"), count("tracking_link")) == (before[0] + 1, before[1] + 1)

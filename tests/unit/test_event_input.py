@@ -360,13 +360,98 @@ def test_record_encodes_and_decodes_equal() -> None:
     assert codec().decode_as("apprefer.RawEvent", codec().encode("apprefer.RawEvent", minimal)) == minimal
 
 
-@pytest.mark.parametrize(
-    ("extra", "field"),
-    [({"email": "jane@example.com"}, "email"), ({"properties": {"phone": "+15551234"}}, "properties.phone")],
-)
-def test_personal_data_outside_user_is_rejected_not_passed_on(extra: dict[str, Any], field: str) -> None:
-    error = input_error(record, event(**extra))
-    assert error.field == field
+# Personal data outside `user` used to be a 400 ("personal data belongs in `user`"): the event was lost, and only
+# a few exact names were caught. Now every spelling is recognised and hashed where it is, so nothing raw is kept
+# and the hash still serves matching (services/privacy/personal_data.py has the rules' own tests).
+SHA = lambda text: hashlib.sha256(text.encode()).hexdigest()  # noqa: E731
+
+
+@pytest.mark.parametrize(("extra", "name", "meta_key", "normalised"), [
+    ({"email": "jane@example.com"}, "email", "em", "jane@example.com"),
+    ({"properties": {"phone": "+15551234"}}, "phone", "ph", "15551234"),
+])
+def test_personal_data_outside_user_is_hashed_in_place_not_rejected(extra: dict[str, Any], name: str,
+                                                                   meta_key: str, normalised: str) -> None:
+    rec = record(event(**extra))
+    assert orjson.loads(rec["properties_json"])[name] == SHA(normalised)
+    assert rec["user_hashes"][meta_key] == SHA(normalised)
+
+
+def test_every_spelling_at_any_depth_is_hashed_and_fills_user_hashes() -> None:
+    rec = record(event(
+        Email=" Jane.Doe@Example.com ", user_email="second@example.com",
+        **{"e-mail": "third@example.com"},
+        properties={"profile": {"email": "fourth@example.com", "phoneNumber": "+1 (650) 555-0100",
+                                "firstName": "Zoë", "last_name": "O'Brien", "dob": "1990-02-03"},
+                    "contacts": [{"mobile": "+44 20 7946 0958"}], "sku": "coins_100"},
+    ))
+    encoded = codec().encode("apprefer.RawEvent", rec)
+    for raw in ("Jane.Doe@Example.com", "jane.doe@example.com", "second@", "third@", "fourth@", "650) 555",
+                "16505550100", "7946 0958", "442079460958", "O'Brien", "o'brien", "1990-02-03", "19900203"):
+        assert raw.encode() not in encoded, raw
+    properties = orjson.loads(rec["properties_json"])
+    assert properties["sku"] == "coins_100"
+    assert properties["profile"]["phoneNumber"] == SHA("16505550100")
+    assert properties["contacts"] == [{"mobile": SHA("442079460958")}]
+    # The first of each kind, in the order sent (properties, then the extra fields), fills what `user` left.
+    assert rec["user_hashes"] == {"em": SHA("fourth@example.com"), "ph": SHA("16505550100"),
+                                  "ph_e164": SHA("+16505550100"), "fn": SHA("zoë"), "ln": SHA("o'brien"),
+                                  "db": SHA("19900203")}
+
+
+def test_user_wins_over_fields_named_like_personal_data() -> None:
+    rec = record(event(user={"email": "user@example.com", "phone": "+1 650 555 0100"},
+                       properties={"email": "other@example.com", "mobile": "+44 20 7946 0958", "first_name": "Ann"}))
+    assert rec["user_hashes"]["em"] == SHA("user@example.com")
+    assert (rec["user_hashes"]["ph"], rec["user_hashes"]["ph_e164"]) == (SHA("16505550100"), SHA("+16505550100"))
+    assert rec["user_hashes"]["fn"] == SHA("ann")
+    pre_hashed_phone = SHA("16505550100")
+    rec = record(event(user={"phone": pre_hashed_phone}, properties={"mobile": "+44 20 7946 0958"}))
+    assert rec["user_hashes"] == {"ph": pre_hashed_phone}  # no ph_e164 of another phone beside it
+
+
+def test_personal_looking_values_elsewhere_are_dropped_and_counted() -> None:
+    from prometheus_client import REGISTRY
+
+    def dropped(kind: str) -> float:
+        return REGISTRY.get_sample_value("apprefer_personal_data_dropped_total",
+                                         {"entry": "events", "kind": kind}) or 0.0
+
+    before = dropped("email"), dropped("phone")
+    rec = record(event(note="write to jane@example.com", properties={
+        "tags": ["vip", "+1 650 555 0100"], "deep_link": "app://x?to=jane%40example.com", "level": 7,
+        "jane@example.com": True, "ok": "keep me"}))
+    properties = orjson.loads(rec["properties_json"])
+    assert properties == {"tags": ["vip"], "level": 7, "ok": "keep me"}
+    assert (dropped("email"), dropped("phone")) == (before[0] + 3, before[1] + 1)
+
+
+@pytest.mark.parametrize(("device", "referrer", "field"), [
+    ({"device_id": "jane@example.com"}, None, "device.device_id"),
+    ({"device_id": "d", "idfa": "+1 650 555 0100"}, None, "device.idfa"),
+    ({"device_id": "d", "gaid": "x:jane@example.com"}, None, "device.gaid"),
+    ({"device_id": "d"}, {"fbclid": "jane@example.com"}, "referrer.fbclid"),
+    ({"device_id": "d"}, {"click_id": "+16505550100"}, "referrer.click_id"),
+])
+def test_identifiers_that_look_like_personal_data_are_refused_naming_the_field(
+        device: dict[str, str], referrer: dict[str, str] | None, field: str) -> None:
+    err = input_error(record, event(device=device, referrer=referrer), field="events[2]")
+    assert err.field == f"events[2].{field}" and "looks like" in err.message
+    assert input_error(record, event(event_id="jane@example.com")).field == "event_id"
+    assert input_error(record, event(event_name="+44 20 7946 0958")).field == "event_name"
+
+
+def test_device_text_and_install_referrer_lose_only_the_personal_part() -> None:
+    rec = record(event(device={"device_id": "d", "model": "Pixel 8", "user_agent": "Bot/1.0 (+mailto:ops@example.com)"},
+                       referrer={"install_referrer": "utm_source=google&email=jane%40example.com&gclid=G-1"
+                                                     "&note=%2B1%20650%20555%200100"}))
+    assert rec["device"]["model"] == "Pixel 8" and rec["device"]["user_agent"] is None
+    assert rec["referrer"]["install_referrer"] == f"utm_source=google&email={SHA('jane@example.com')}&gclid=G-1"
+    assert rec["user_hashes"] == {"em": SHA("jane@example.com")}
+    # A request's own User-Agent header is free text too.
+    assert record(event(), request_user_agent="Crawler (call +1 650 555 0100)")["device"]["user_agent"] is None
+    plain = "utm_source=google-play&utm_medium=organic"
+    assert record(event(referrer={"install_referrer": plain}))["referrer"]["install_referrer"] == plain
 
 
 def test_revenue_amount_must_be_a_number() -> None:

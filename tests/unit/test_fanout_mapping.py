@@ -59,3 +59,16 @@ def test_forward_unattributed_opt_in_is_for_meta_and_tiktok_only() -> None:
 def test_unmapped_event_is_skipped_with_the_reason() -> None:
     decision = route("meta", "level_up", {"click_id_type": "fbclid", "click_id": "F"}, {}, {})
     assert decision.network_event_name is None and "not mapped" in (decision.skip_reason or "")
+
+
+def test_a_reinstall_is_not_sent_as_an_install_unless_the_integration_opts_in() -> None:
+    from services.fanout.mapping import REINSTALL_SKIP, route
+
+    reinstall = {"click_id_type": "ttclid", "click_id": "E.C.P.x", "reinstall": True}
+    assert route("tiktok", "install", reinstall, {}, {}).skip_reason == REINSTALL_SKIP
+    assert route("tiktok", "install", reinstall, {"forward_reinstalls": True}, {}).network_event_name == "InstallApp"
+    assert route("tiktok", "install", {**reinstall, "reinstall": False}, {}, {}).network_event_name == "InstallApp"
+    # The device's later events still forward under its original attribution.
+    assert route("tiktok", "purchase", reinstall, {}, {}).network_event_name == "Purchase"
+    assert route("meta", "install", {**reinstall, "click_id_type": "fbclid"}, {}, {"install": "MobileAppInstall"}
+                 ).skip_reason == REINSTALL_SKIP

@@ -44,6 +44,16 @@ def test_the_breaker_opens_after_consecutive_failures_and_closes_on_the_first_an
     assert breaker.blocked_for("app-1") is None and breaker.failures("app-1") == 0 and breaker.open_count() == 0
 
 
+def test_a_late_failure_of_an_earlier_call_does_not_restart_the_cool_down() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(threshold=2, cooldown_seconds=30, clock=clock)
+    breaker.failed("app")
+    breaker.failed("app")
+    clock.now += 20
+    breaker.failed("app")  # a call made before the breaker opened timed out just now
+    assert breaker.blocked_for("app") == pytest.approx(10)
+
+
 def test_a_breaker_needs_sane_settings() -> None:
     with pytest.raises(ValueError):
         CircuitBreaker(threshold=0, cooldown_seconds=1)

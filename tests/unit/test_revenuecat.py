@@ -12,10 +12,10 @@ import pytest
 
 from services.gateway.event_input import InputError
 from services.gateway.revenuecat import identity_candidates, raw_event, webhook_event
-from services.gateway.user_data import normalise_phone, sha256_hex
+from services.privacy.user_data import normalise_phone, sha256_hex
 from shared.avro import codec
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "revenuecat"
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "revenuecat"
 NOW_MS = 1_700_000_000_000  # 2023-11-14T22:13:20Z
 EMAIL = "firstlast@gmail.com"
 PHONE = "+19795551234"
@@ -79,7 +79,6 @@ def input_error(body: Any) -> InputError:
 # --- the samples ------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not _sample_files(), reason=f"no RevenueCat samples under {SAMPLES}")
 @pytest.mark.parametrize("path", _sample_files(), ids=lambda p: p.stem)
 def test_every_sample_maps_and_encodes(path: Path) -> None:
     body = _webhook_body(json.loads(path.read_text()))
@@ -98,7 +97,6 @@ def test_every_sample_maps_and_encodes(path: Path) -> None:
             assert value.encode() not in encoded
 
 
-@pytest.mark.skipif(not _sample_files(), reason=f"no RevenueCat samples under {SAMPLES}")
 def test_samples_cover_the_documented_types() -> None:
     types = {webhook_event(_webhook_body(json.loads(p.read_text())))["type"] for p in _sample_files()}
     assert {"INITIAL_PURCHASE", "RENEWAL", "CANCELLATION", "NON_RENEWING_PURCHASE", "EXPIRATION", "TRANSFER",
@@ -283,6 +281,51 @@ def test_email_as_app_user_id_is_not_leaked() -> None:
     assert identities["app_user_id"] == email_hash
     assert identities["aliases"] == [email_hash, "sha256:" + sha256_hex("19795551234")]
     assert record["user_hashes"]["external_id"] == sha256_hex("Someone@Example.com")  # verbatim, like the SDK
+
+
+def test_other_attributes_named_like_personal_data_become_user_hashes() -> None:
+    record = record_of(base_event(subscriber_attributes=attrs(**{
+        "user_email": "Other@Example.com", "phoneNumber": "+44 20 7946 0958", "firstName": "Ann", "dob": "1990-02-03",
+        "favorite": "pizza"})))
+    hashes = record["user_hashes"]
+    assert hashes["em"] == sha256_hex("other@example.com") and hashes["ph"] == sha256_hex("442079460958")
+    assert (hashes["fn"], hashes["db"]) == (sha256_hex("ann"), sha256_hex("19900203"))
+    assert b"Other@" not in codec().encode("apprefer.RawEvent", record)
+
+
+def test_reserved_attributes_win_over_custom_ones() -> None:
+    record = record_of(base_event(subscriber_attributes=attrs(**{
+        "email": "custom@example.com", "$email": EMAIL, "mobile": "+44 20 7946 0958", "$phoneNumber": PHONE})))
+    hashes = record["user_hashes"]
+    assert hashes["em"] == sha256_hex(EMAIL)
+    assert (hashes["ph"], hashes["ph_e164"]) == (sha256_hex("19795551234"), sha256_hex(PHONE))
+
+
+@pytest.mark.parametrize("attribute", ["$apprefer_device_id", "$idfv", "$idfa", "$gpsAdId", "$ip"])
+def test_device_attributes_that_look_personal_are_dropped_not_fatal(attribute: str) -> None:
+    record = record_of(base_event(subscriber_attributes=attrs(**{**ALL_IDS, attribute: "buyer@example.com"})))
+    encoded = codec().encode("apprefer.RawEvent", record)
+    assert b"buyer@" not in encoded
+    assert record["device"]["device_id"] != "buyer@example.com"
+
+
+def test_copied_text_fields_that_look_personal_are_dropped() -> None:
+    record = record_of(base_event(presented_offering_id="offer for buyer@example.com", cancel_reason="+1 650 555 0100",
+                                  entitlement_ids=["pro", "buyer@example.com"]))
+    properties = props(record)
+    assert "presented_offering_id" not in properties and "cancel_reason" not in properties
+    assert properties["entitlement_ids"] == ["pro"] and properties["product_id"] == "monthly"
+
+
+def test_an_app_user_id_holding_an_email_is_hashed() -> None:
+    record = record_of(base_event(app_user_id="user:Buyer@Example.com", original_app_user_id=..., aliases=[]))
+    assert record["device"]["device_id"] == "rc_user:sha256:" + sha256_hex("user:buyer@example.com")
+    assert b"Buyer@" not in codec().encode("apprefer.RawEvent", record)
+
+
+def test_an_event_id_that_looks_personal_is_refused() -> None:
+    assert input_error({"event": base_event(id="buyer@example.com")}).field == "event.id"
+    assert input_error({"event": base_event(type="+1 650 555 0100")}).field == "event.type"
 
 
 # --- device -----------------------------------------------------------------------------------------

@@ -24,9 +24,9 @@ from services.skan.postback_input import (
 )
 from services.skan.verify import REQUIRED_FIELDS_BY_VERSION
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-GUIDE = SHARED / "seeds" / "003_2d327b212b211d7c.txt"
-TESTDATA = SHARED / "testdata" / "skan"
+DATA = Path(__file__).resolve().parents[1] / "data"  # copies from ../shared (tests/data/README.md)
+GUIDE = DATA / "skan_guide.txt"
+TESTDATA = DATA / "skan"
 
 # The guide's three curl bodies as printed (missing commas, no closing brace): each must be a 400.
 GUIDE_AS_PRINTED = [
@@ -172,7 +172,6 @@ def _squash(text: str) -> str:
 # ----------------------------------------------------------------------------------------- the guide
 
 
-@pytest.mark.skipif(not GUIDE.exists(), reason=f"the SKAN guide is not at {GUIDE}")
 def test_guide_curl_examples_as_printed_are_rejected() -> None:
     examples = guide_examples()
     assert len(examples) == 3
@@ -460,7 +459,6 @@ def test_flag(value: object, expected: bool | None) -> None:
     assert flag(value) is expected
 
 
-@pytest.mark.skipif(not TESTDATA.exists(), reason=f"SKAN examples not found in {TESTDATA}")
 def test_team_examples_are_accepted() -> None:
     files = sorted(TESTDATA.glob("*.json"))
     assert files
@@ -477,3 +475,51 @@ def test_values_longer_than_their_stored_column_are_400(name: str, value: object
     with pytest.raises(PostbackInputError) as raised:
         parse_postback(orjson.dumps(postback), {})
     assert raised.value.field == name
+
+
+# --------------------------------------------------------------------- personal data in the enrichment
+
+
+def _sha(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_personal_data_in_the_query_is_hashed_or_dropped_and_apple_fields_untouched() -> None:
+    postback = COMPLETE["4.0"]
+    parsed = parse_postback(body(postback), {"email": "Jane@Example.com", "user_phone": "+1 650 555 0100",
+                                             "note": "jane@example.com", "jane@example.com": "1",
+                                             "ad-network-campaign-name": "summer"})
+    assert parsed["email"] == _sha("jane@example.com") and parsed["user_phone"] == _sha("16505550100")
+    assert "note" not in parsed and "jane@example.com" not in parsed
+    assert parsed["ad-network-campaign-name"] == "summer"
+    assert {name: parsed[name] for name in postback} == postback
+
+
+@pytest.mark.parametrize(("enriched", "field"), [
+    ({"email": "jane@example.com"}, "email"),
+    ({"partner": {"profile": {"phone": "+1 650 555 0100"}}}, "partner.profile.phone"),
+    ({"ad-network-campaign-name": "call +44 20 7946 0958"}, "ad-network-campaign-name"),
+    ({"x@example.com": 1}, "*"),
+])
+def test_personal_data_in_the_body_is_refused_since_the_body_is_kept_as_received(enriched: dict[str, Any],
+                                                                                field: str) -> None:
+    with pytest.raises(PostbackInputError) as info:
+        parse_postback(body({**COMPLETE["4.0"], **enriched}), {})
+    assert info.value.field == field and "hashed" in info.value.message
+
+
+def test_hashed_personal_data_in_the_body_is_accepted() -> None:
+    hashed = {"email": _sha("jane@example.com"), "ad-network-campaign-name": "summer"}
+    parsed = parse_postback(body({**COMPLETE["4.0"], **hashed}), {})
+    assert enrichment(parsed) == hashed
+
+
+def test_enrichment_nested_too_deep_is_a_body_error() -> None:
+    deep: Any = 1
+    for _ in range(70):
+        deep = [deep]
+    with pytest.raises(PostbackInputError) as info:
+        parse_postback(body({**COMPLETE["4.0"], "partner": deep}), {})
+    assert info.value.field == "body"

@@ -25,7 +25,7 @@ from services.skan.verify import (
 )
 from services.skan.verify_cli import run_verify
 
-TESTDATA = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "skan"
+TESTDATA = Path(__file__).resolve().parents[1] / "data" / "skan"
 SKIP_REASON = f"SKAN reference examples not found in {TESTDATA} (the team's shared folder, next to the repo)"
 
 P192 = "MEkwEwYHKoZIzj0CAQYIKoZIzj0DAQEDMgAEMyHD625uvsmGq4C43cQ9BnfN2xslVT5V1nOmAMP6qaRRUll3PB1JYmgSm+62sosG"

@@ -1,4 +1,4 @@
-"""services.gateway.user_data: normalisation must hash exactly what Meta's official SDK hashes."""
+"""services.privacy.user_data: normalisation must hash exactly what Meta's official SDK hashes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from facebook_business.adobjects.serverside.normalize import Normalize
 from facebook_business.adobjects.serverside.user_data import UserData
 
-from services.gateway.user_data import (
+from services.privacy.user_data import (
     UserDataError,
     hash_user_data,
     normalise_phone,
