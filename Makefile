@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test lint typecheck unit clean
+.PHONY: setup run demo test lint typecheck unit clean
 
 setup: $(BIN)/apprefer
 
@@ -14,6 +14,10 @@ $(BIN)/apprefer: pyproject.toml
 
 run: setup
 	$(BIN)/apprefer dev
+
+# The same with the project's fakes of every network: the README's walk-through ends in a delivered purchase.
+demo: setup
+	$(BIN)/apprefer dev --fake-networks
 
 lint: setup
 	$(BIN)/ruff check .

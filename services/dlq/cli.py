@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import math
+import re
 import sys
 import time
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, TextIO
 
 import orjson
 from rich.console import Console
 from rich.progress import Progress
-from rich.table import Table
+from rich.table import Column, Table
 from sqlalchemy import select, tuple_
 
 from shared.avro import codec
@@ -21,83 +23,168 @@ from shared.db.upsert import insert_ignoring_duplicates
 from shared.forwarding.audit import audit_out
 from shared.kafka.config import producer_config
 from shared.kafka.dlq import (
+    CLIENT_LOG,
     DeadLetter,
+    DeadLetterReadError,
     DlqFilter,
     dead_letter_topics,
     find_dead_letters,
     read_dead_letters,
     replay,
 )
-from shared.kafka.producer import SyncProducer
+from shared.kafka.producer import DeliveryFailed, SyncProducer
 from shared.kafka.records import OutRecord
 from shared.kafka.topics import NETWORKS
 from shared.settings import Settings
 
+TIME_FORMS = "RFC 3339, epoch seconds or ms, or relative: 30m, 2h, 7d, today, yesterday, now"
+_RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+# Below this a number is epoch seconds (until the year 5138), above it epoch milliseconds.
+_EPOCH_MS_FROM = 100_000_000_000
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("list", "show", "replay"))
-    parser.add_argument("position", nargs="?", help="for show: TOPIC:PARTITION:OFFSET")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="{list,show,replay}")
+    listing = actions.add_parser("list", help="the dead letters matching the filters",
+                                 description="List dead letters, position first (what `dlq show` takes). Piped, "
+                                             "one tab-separated line each: position, failed at, app, event, error.")
+    _add_filters(listing)
+    listing.add_argument("--limit", type=int, default=1000, metavar="N", help="at most this many (default 1000)")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    show = actions.add_parser("show", help="one dead letter in full: record, headers, error",
+                              description="Show one dead letter: its record decoded, its headers and its error.")
+    show.add_argument("position", type=_position, metavar="TOPIC:PARTITION:OFFSET",
+                      help="the position `dlq list` prints first, e.g. forward.meta.dlq:0:42")
+    replayer = actions.add_parser("replay", help="publish the matching dead letters again to their topics",
+                                  description="Publish the matching dead letters again to the topics they came "
+                                              "from; each is recorded, so a second replay skips it.")
+    _add_filters(replayer)
+    replayer.add_argument("--dry-run", action="store_true", help="show what would be replayed, publish nothing")
+    replayer.add_argument("--force", action="store_true", help="include records already replayed")
+    replayer.add_argument("--json", action="store_true", help="with --dry-run: one JSON object per line")
+
+
+def _add_filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--network", choices=NETWORKS, help="the network's forward.<network>.dlq")
     parser.add_argument("--topic", help="any dead-letter topic (e.g. events.raw.dlq); default: every one")
-    parser.add_argument("--app", dest="app_id", help="only this app's records")
-    parser.add_argument("--event", dest="event_id", help="only this event id")
-    parser.add_argument("--error", help="only records whose error contains this text (case-insensitive)")
-    parser.add_argument("--since", help="failed at or after (RFC 3339 or epoch seconds)")
-    parser.add_argument("--until", help="failed at or before (RFC 3339 or epoch seconds)")
-    parser.add_argument("--limit", type=int, default=1000, help="list: at most this many (default 1000)")
-    parser.add_argument("--json", action="store_true", help="list: one JSON object per line")
-    parser.add_argument("--dry-run", action="store_true", help="replay: show what would be replayed, publish nothing")
-    parser.add_argument("--force", action="store_true", help="replay: include records already replayed")
+    parser.add_argument("--app", dest="app_id", metavar="APP", help="only this app's records")
+    parser.add_argument("--event", dest="event_id", metavar="EVENT", help="only this event id")
+    parser.add_argument("--error", metavar="TEXT",
+                        help="only records whose error contains this text (case-insensitive)")
+    parser.add_argument("--since", type=_time_option, metavar="TIME",
+                        help=f"failed at or after this time ({TIME_FORMS})")
+    parser.add_argument("--until", type=_time_option, metavar="TIME",
+                        help=f"failed at or before this time ({TIME_FORMS})")
 
 
-def epoch_ms(text: str | None) -> int | None:
-    if not text:
+def epoch_ms(text: str | None, now: datetime | None = None) -> int | None:
+    """A point in time as epoch ms: RFC 3339, epoch seconds or ms, a duration ago (`30m`, `2h`, `7d`, `1w`),
+    or `now`, `today`, `yesterday` (local midnight). ValueError, with the accepted forms, for anything else."""
+    if not text or not text.strip():
         return None
+    word = text.strip().lower()
+    now = now or datetime.now().astimezone()
+    if word in ("now", "today", "yesterday"):
+        if word == "now":
+            return int(now.timestamp() * 1000)
+        start = datetime.combine(now.date(), datetime.min.time(), tzinfo=now.tzinfo)  # naive now: local time
+        return int((start - timedelta(days=1 if word == "yesterday" else 0)).timestamp() * 1000)
+    relative = _RELATIVE.fullmatch(word)
+    if relative:
+        seconds = float(relative.group(1)) * _UNIT_SECONDS[relative.group(2)]
+        return int((now.timestamp() - seconds) * 1000)
     try:
-        return int(float(text) * 1000)
+        number = float(word)
     except ValueError:
-        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+        pass
+    else:
+        if not math.isfinite(number):
+            raise ValueError(f"{text!r} is not a time ({TIME_FORMS})")
+        return int(number) if abs(number) >= _EPOCH_MS_FROM else int(number * 1000)
+    try:
+        return int(datetime.fromisoformat(text.strip().replace("Z", "+00:00")).timestamp() * 1000)
+    except (ValueError, OverflowError, OSError):
+        raise ValueError(f"{text!r} is not a time ({TIME_FORMS})") from None
+
+
+def _time_option(text: str) -> int | None:
+    try:
+        return epoch_ms(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _position(text: str) -> str:
+    parts = text.rsplit(":", 2)
+    if len(parts) != 3 or not parts[0] or not parts[1].isdigit() or not parts[2].isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a position: give TOPIC:PARTITION:OFFSET, "
+                                         "as `dlq list` prints it first")
+    return text
+
+
+def counted(count: int, noun: str) -> str:
+    """`1 dead letter`, `3 dead letters`."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def matching(settings: Settings, args: argparse.Namespace) -> list[DeadLetter]:
     letter_filter = DlqFilter(app_id=args.app_id, event_id=args.event_id, error_contains=args.error,
-                              since_ms=epoch_ms(args.since), until_ms=epoch_ms(args.until))
+                              since_ms=args.since, until_ms=args.until)
     return find_dead_letters(settings.kafka_bootstrap_servers, dead_letter_topics(args.network, args.topic),
                              letter_filter, codec())
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    """BrokerUnreachable goes up to the `apprefer` command, which says it in one line for every command."""
     console = Console(stderr=True)
-    if args.action == "show":
-        return _show(settings, args)
-    letters = matching(settings, args)
-    if args.action == "list":
-        _print_list(letters[: args.limit], args.json)
-        shown = f" (showing {args.limit})" if len(letters) > args.limit else ""
-        console.print(f"{len(letters)} dead letters{shown}")
-        return 0
-    return _replay(settings, args, letters, console)
+    try:
+        if args.action == "show":
+            return _show(settings, args.position)
+        letters = matching(settings, args)
+        if args.action == "list":
+            _print_list(letters[: args.limit], args.json)
+            shown = f" (showing {args.limit})" if len(letters) > args.limit else ""
+            console.print(f"{counted(len(letters), 'dead letter')}{shown}")
+            return 0
+        return _replay(settings, args, letters, console)
+    except (DeadLetterReadError, DeliveryFailed) as exc:
+        print(f"apprefer dlq {args.action}: {exc}", file=sys.stderr)
+        return 2
 
 
-def _print_list(letters: list[DeadLetter], as_json: bool) -> None:
+def _print_list(letters: list[DeadLetter], as_json: bool, stdout: TextIO | None = None) -> None:
+    stdout = sys.stdout if stdout is None else stdout
     if as_json:
         for letter in letters:
-            sys.stdout.write(orjson.dumps(letter.summary()).decode() + "\n")
+            stdout.write(orjson.dumps(letter.summary()).decode() + "\n")
         return
-    table = Table("position", "failed at", "app", "event", "error")
+    if not stdout.isatty():
+        # For grep, cut and awk: one line per letter, position first, nothing cut, no colour.
+        for letter in letters:
+            failed = datetime.fromtimestamp(letter.failed_at_ms / 1000).astimezone().isoformat(timespec="seconds")
+            fields = (letter.position, failed, letter.app_id or "", letter.event_id or "", letter.error)
+            stdout.write("\t".join(_one_line(field) for field in fields) + "\n")
+        return
+    # The position is what `dlq show` needs: never cut or wrapped; the other columns give way.
+    widest = max((len(letter.position) for letter in letters), default=len("position"))
+    table = Table(Column("position", no_wrap=True, min_width=widest), Column("failed at", no_wrap=True, min_width=19),
+                  Column("app", overflow="fold"), Column("event", overflow="fold", min_width=5),
+                  Column("error", overflow="fold", min_width=5))
     for letter in letters:
         failed = datetime.fromtimestamp(letter.failed_at_ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
         table.add_row(letter.position, failed, letter.app_id or "", letter.event_id or "", letter.error[:120])
-    Console().print(table)
+    Console(file=stdout).print(table)
 
 
-def _show(settings: Settings, args: argparse.Namespace) -> int:
-    if not args.position or args.position.count(":") != 2:
-        print("apprefer dlq show TOPIC:PARTITION:OFFSET", file=sys.stderr)
-        return 2
-    topic = args.position.split(":")[0]
+def _one_line(text: str) -> str:
+    return text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
+
+
+def _show(settings: Settings, position: str) -> int:
+    topic = position.rsplit(":", 2)[0]
     for letter in read_dead_letters(settings.kafka_bootstrap_servers, topic, codec()):
-        if letter.position == args.position:
+        if letter.position == position:
             shown: dict[str, Any] = {**letter.summary(), "schema": letter.schema, "record": letter.record,
                                      "headers": {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v
                                                  for k, v in letter.headers}}
@@ -105,7 +192,7 @@ def _show(settings: Settings, args: argparse.Namespace) -> int:
                 shown["value_hex"] = letter.value.hex()
             sys.stdout.write(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode() + "\n")
             return 0
-    print(f"no dead letter at {args.position}", file=sys.stderr)
+    print(f"apprefer dlq show: no dead letter at {position}", file=sys.stderr)
     return 1
 
 
@@ -123,10 +210,11 @@ def _replay(settings: Settings, args: argparse.Namespace, letters: list[DeadLett
             letters = [d for d in letters if (d.topic, d.partition, d.offset) not in done]
         if args.dry_run or not letters:
             _print_list(letters, args.json)
-            console.print(f"{'would replay' if args.dry_run else 'nothing to replay:'} {len(letters)} dead letters")
+            console.print(f"{'would replay' if args.dry_run else 'nothing to replay:'} "
+                          f"{counted(len(letters), 'dead letter')}")
             return 0
 
-        producer = SyncProducer(producer_config(settings))
+        producer = SyncProducer(producer_config(settings, logger=CLIENT_LOG))
 
         def record(batch: list[tuple[DeadLetter, OutRecord]]) -> None:
             now_ms = int(time.time() * 1000)
@@ -144,7 +232,7 @@ def _replay(settings: Settings, args: argparse.Namespace, letters: list[DeadLett
             task = progress.add_task("replaying", total=len(letters))
             count = replay(letters, producer, codec(), record, progress=lambda n: progress.advance(task, n))
         producer.close()
-        console.print(f"replayed {count} dead letters")
+        console.print(f"replayed {counted(count, 'dead letter')}")
         return 0
     finally:
         engine.dispose()

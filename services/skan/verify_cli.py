@@ -1,6 +1,7 @@
 """``apprefer skan verify FILE|-``: check one postback's signature and print one JSON line.
 
-Exit codes: 0 valid, 1 invalid signature, 2 unreadable input. Every outcome prints exactly one line
+Exit codes: 0 valid, 1 invalid signature, 2 unreadable input or not a postback (a JSON object with none of a
+postback's fields, such as ``{}``). Every outcome prints exactly one line
 ``{"valid": ..., "version": ..., "reason": ...}`` so scripts can parse the result whatever happened.
 """
 
@@ -10,11 +11,13 @@ import json
 import sys
 from typing import TextIO
 
-from services.skan.verify import Verification, verify_postback
+from services.skan.verify import REQUIRED_FIELDS_BY_VERSION, Verification, verify_postback
 
 EXIT_VALID = 0
 EXIT_INVALID = 1
 EXIT_UNREADABLE = 2
+# An object with none of these is not a postback at all (a wrong file, `{}`), rather than one badly signed.
+POSTBACK_FIELDS = frozenset({"attribution-signature", "jws-string"}.union(*REQUIRED_FIELDS_BY_VERSION.values()))
 
 
 class _Unreadable(Exception):
@@ -44,6 +47,9 @@ def _read_postback(path: str, stdin: TextIO) -> dict[str, object]:
         document = document["postback"]
         if not isinstance(document, dict):
             raise _Unreadable(f"{path}: the postback field is not an object")
+    if POSTBACK_FIELDS.isdisjoint(document):
+        raise _Unreadable(f"{path} is not a SKAN postback: it has none of its fields (attribution-signature, "
+                          "ad-network-id, transaction-id, ...)")
     return document
 
 

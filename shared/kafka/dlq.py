@@ -10,12 +10,14 @@ second replay skips it and a crash mid-way replays at most the unrecorded tail a
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, ClusterMetadata
 
 from shared.avro import AvroCodec, DecodeError
 from shared.kafka.consumer import message_headers
@@ -23,6 +25,61 @@ from shared.kafka.producer import SyncProducer
 from shared.kafka.records import Headers, OutRecord, header
 
 REPLAY_HEADERS = ("replay.from", "replay.at_ms")
+# How long a tool waits for a broker's first answer. librdkafka gives up on a refused connection
+# in well under a second (all brokers down); this bounds the wait for an address that never answers.
+METADATA_TIMEOUT_SECONDS = 5.0
+# librdkafka's own log lines (a few per second while no broker answers) go to Python logging under
+# this name: a service's JSON log shows them, a command line without logging configured drops them.
+CLIENT_LOG = logging.getLogger("apprefer.librdkafka")
+CLIENT_LOG.addHandler(logging.NullHandler())
+
+
+class BrokerUnreachable(RuntimeError):
+    """No broker of `bootstrap` answered a metadata request in time."""
+
+    def __init__(self, bootstrap: str) -> None:
+        super().__init__(f"no Kafka broker answered at {bootstrap}")
+        self.bootstrap = bootstrap
+
+
+class DeadLetterReadError(RuntimeError):
+    """A broker answered, then a read of a dead-letter topic failed."""
+
+
+class _BrokerWatch:
+    """A client's error_cb: notes librdkafka's "all brokers are down", which comes long before a timeout."""
+
+    def __init__(self) -> None:
+        self.all_down = False
+
+    def __call__(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            self.all_down = True
+
+
+def tool_client_config(bootstrap: str, **overrides: Any) -> tuple[dict[str, Any], _BrokerWatch]:
+    """The config of a command-line tool's client, quiet on stderr, and the watch `cluster_metadata` needs."""
+    watch = _BrokerWatch()
+    return {"bootstrap.servers": bootstrap, "logger": CLIENT_LOG, "error_cb": watch, **overrides}, watch
+
+
+def cluster_metadata(client: Consumer | AdminClient, watch: _BrokerWatch, bootstrap: str, topic: str | None = None,
+             timeout: float = METADATA_TIMEOUT_SECONDS) -> ClusterMetadata:
+    """The cluster's (or one topic's) metadata; BrokerUnreachable once every broker refused or `timeout` passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return client.list_topics(topic, timeout=max(0.1, min(0.5, deadline - time.monotonic())))
+        except KafkaException:
+            client.poll(0)  # serves error_cb, which learns whether every broker is down
+            if watch.all_down or time.monotonic() >= deadline:
+                raise BrokerUnreachable(bootstrap) from None
+
+
+def check_broker(bootstrap: str, timeout: float = METADATA_TIMEOUT_SECONDS) -> None:
+    """Raises BrokerUnreachable unless a broker of `bootstrap` answers within `timeout`."""
+    config, watch = tool_client_config(bootstrap)
+    cluster_metadata(AdminClient(config), watch, bootstrap, timeout=timeout)
 
 
 @dataclass(slots=True)
@@ -95,16 +152,19 @@ def _text(value: bytes | None) -> str:
     return value.decode("utf-8", "replace") if value else ""
 
 
-def read_dead_letters(bootstrap: str, topic: str, codec: AvroCodec, timeout: float = 10.0) -> Iterator[DeadLetter]:
-    """Every record of `topic` up to the end offsets at the start of the read."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "apprefer-dlq-reader",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+def read_dead_letters(bootstrap: str, topic: str, codec: AvroCodec,
+                      timeout: float = METADATA_TIMEOUT_SECONDS) -> Iterator[DeadLetter]:
+    """Every record of `topic` up to the end offsets at the start of the read; BrokerUnreachable when
+    no broker answers within `timeout`."""
+    config, watch = tool_client_config(bootstrap, **{"group.id": "apprefer-dlq-reader", "enable.auto.commit": False,
+                                                     "auto.offset.reset": "earliest"})
+    consumer = Consumer(config)
     try:
-        metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-        if metadata is None or metadata.error is not None:
+        topic_metadata = cluster_metadata(consumer, watch, bootstrap, topic, timeout).topics.get(topic)
+        if topic_metadata is None or topic_metadata.error is not None:
             return
         ends = {}
-        for partition in metadata.partitions:
+        for partition in topic_metadata.partitions:
             _low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
             ends[partition] = high
         consumer.assign([TopicPartition(topic, p, 0) for p in ends])
@@ -125,7 +185,7 @@ def read_dead_letters(bootstrap: str, topic: str, codec: AvroCodec, timeout: flo
                     remaining.discard(partition)
                 yield _letter(message, codec)
     except KafkaException as exc:
-        raise RuntimeError(f"cannot read {topic} from {bootstrap}: {exc}") from exc
+        raise DeadLetterReadError(f"cannot read {topic} from {bootstrap}: {exc}") from exc
     finally:
         consumer.close()
 

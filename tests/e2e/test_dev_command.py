@@ -138,3 +138,110 @@ def test_dev_with_secrets_in_the_environment_writes_no_secret_file(tmp_path: Pat
     assert code == 0, log
     assert "admin token from APPREFER_ADMIN_TOKEN" in log and "admin.token" not in log
     assert not (data_dir / "admin.token").exists() and not (data_dir / "secret.key").exists()
+
+
+def start_dev_with(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[bytes], dict[str, str], str]:
+    gateway_port, broker_port = free_port_block(), free_port()
+    env = dev_env(tmp_path, gateway_port, broker_port)
+    with (tmp_path / "dev.log").open("wb") as log:
+        dev = subprocess.Popen([sys.executable, "-m", "services.cli", "dev", *args], env=env, cwd=REPO, stdout=log,
+                               stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{gateway_port}"
+
+    def ready() -> bool:
+        assert dev.poll() is None, (tmp_path / "dev.log").read_text()
+        try:
+            return http_call("GET", f"{base}/readyz", timeout=2)[0] == 200
+        except OSError:
+            return False
+
+    wait_until(ready, timeout=60, what="apprefer dev to be ready")
+    return dev, env, base
+
+
+def free_port_block(size: int = 24) -> int:
+    """A first port whose next `size` ports are free too: the gateway's, the consumers' and the fakes'."""
+    import socket
+
+    for _ in range(50):
+        first = free_port()
+        if first + size > 65535:
+            continue
+        sockets = []
+        try:
+            for port in range(first, first + size):
+                probe = socket.socket()
+                sockets.append(probe)
+                probe.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for probe in sockets:
+                probe.close()
+    raise AssertionError("no block of free ports")
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGHUP", "SIGKILL"])
+def test_no_child_outlives_apprefer_dev(how: str, tmp_path: Path) -> None:
+    dev, _env, _base = start_dev_with(tmp_path)
+    children = children_of(dev.pid)
+    assert len(children) == 10, children  # nine services and the broker
+    dev.send_signal(getattr(signal, how))
+    dev.wait(timeout=60)
+    wait_until(lambda: not [pid for pid in children if alive(pid)], timeout=30, what="every child gone")
+    log = (tmp_path / "dev.log").read_text()
+    if how != "SIGKILL":
+        assert dev.returncode == 0 and log.rstrip().endswith("apprefer dev: stopped"), log[-2000:]
+
+
+def test_a_taken_port_is_one_line_naming_the_variable(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = dev_env(tmp_path, port, free_port())
+        done = subprocess.run([sys.executable, "-m", "services.cli", "dev"], env=env, cwd=REPO, capture_output=True,
+                              text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"apprefer dev: port {port} is taken (another apprefer dev?); "
+                                   "set APPREFER_GATEWAY_PORT to use other ports")
+
+
+def test_the_readme_walkthrough_ends_in_a_delivered_purchase_with_fake_networks(tmp_path: Path) -> None:
+    """The README's steps, as a newcomer pastes them, against `apprefer dev --fake-networks`."""
+    dev, _env, base = start_dev_with(tmp_path, "--fake-networks")
+    try:
+        token = (tmp_path / "var" / "admin.token").read_text().strip()
+        admin = {"Authorization": f"Bearer {token}"}
+        app = http_call("POST", f"{base}/admin/v1/apps", {"name": "Demo", "platform": "android",
+                        "store_url": "https://play.google.com/store/apps/details?id=com.demo"}, admin)[2]
+        key = http_call("POST", f"{base}/admin/v1/apps/{app['app_id']}/keys", {"mode": "live"}, admin)[2]["key"]
+        status, _, _ = http_call("PUT", f"{base}/admin/v1/apps/{app['app_id']}/integrations/meta",
+                                 {"settings": {"dataset_id": "123"}, "credentials": {"access_token": "EAAB-demo"}},
+                                 admin)
+        assert status == 200
+        assert http_call("POST", f"{base}/admin/v1/apps/{app['app_id']}/integrations/meta/test", None, admin)[2]["ok"]
+        link = http_call("POST", f"{base}/admin/v1/apps/{app['app_id']}/links", {"network": "meta",
+                         "campaign": "summer"}, admin)[2]["url"]
+        assert http_call("GET", f"{link}?fbclid=IwAR0abc", headers={"User-Agent": "Mozilla/5.0"})[0] == 302
+        now = int(time.time())
+        for event in ({"event_id": "e1", "event_name": "install", "event_time": now, "device": {"device_id": "d1"}},
+                      {"event_id": "p1", "event_name": "purchase", "event_time": now, "device": {"device_id": "d1"},
+                       "revenue": {"amount": 4.99, "currency": "USD"}}):
+            assert http_call("POST", f"{base}/v1/events", event, {"Authorization": f"Bearer {key}",
+                             "User-Agent": "Mozilla/5.0"})[0] == 202
+
+        def delivered() -> bool:
+            records = http_call("GET", f"{base}/admin/v1/audit?event_id=p1", headers=admin)[2]["records"]
+            return any(r["status"] == "delivered" and r["network"] == "meta" for r in records)
+
+        wait_until(delivered, timeout=60, what="the purchase delivered to the fake Meta")
+        attribution = http_call("GET", f"{base}/admin/v1/apps/{app['app_id']}/attribution?device_id=d1",
+                                headers=admin)[2]
+        assert attribution["click_id"] == "IwAR0abc"
+    finally:
+        dev.send_signal(signal.SIGTERM)
+        dev.wait(timeout=60)

@@ -30,10 +30,10 @@ class FakeMeta(EventRecordingFake):
 
     name = "fake-meta"
 
-    def __init__(self, tokens: Collection[str] = ("meta-token",), dataset_ids: Collection[str] | None = None,
+    def __init__(self, tokens: Collection[str] | None = ("meta-token",), dataset_ids: Collection[str] | None = None,
                  port: int = 0) -> None:
         super().__init__(port)
-        self.tokens = set(tokens)
+        self.tokens = None if tokens is None else set(tokens)  # None: any token works (`apprefer dev --fake-networks`)
         self.dataset_ids = None if dataset_ids is None else set(dataset_ids)
         self._expired_tokens: set[str] = set()
 
@@ -47,7 +47,8 @@ class FakeMeta(EventRecordingFake):
         """The token stops working with code 190 / subcode 463 ("Session has expired"); unknown tokens get 190
         with no subcode ("Cannot parse access token")."""
         with self._lock:
-            self.tokens.discard(token)
+            if self.tokens is not None:
+                self.tokens.discard(token)
             self._expired_tokens.add(token)
 
     def rate_limit_next(self, n: int, code: int = 17) -> None:
@@ -101,9 +102,12 @@ class FakeMeta(EventRecordingFake):
 
     def _check_token(self, token: str | None) -> web.Response | None:
         with self._lock:
-            if token in self.tokens:
+            if token in self._expired_tokens:
+                expired = True
+            elif (self.tokens is None and token) or (self.tokens is not None and token in self.tokens):
                 return None
-            expired = token in self._expired_tokens
+            else:
+                expired = False
         # Graph answers token errors with HTTP 400 and a WWW-Authenticate header.
         if expired:
             message = "Error validating access token: Session has expired."

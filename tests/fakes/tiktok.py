@@ -22,10 +22,10 @@ class FakeTikTok(EventRecordingFake):
 
     name = "fake-tiktok"
 
-    def __init__(self, tokens: Collection[str] = ("tiktok-token",), event_source_ids: Collection[str] | None = None,
-                 port: int = 0) -> None:
+    def __init__(self, tokens: Collection[str] | None = ("tiktok-token",),
+                 event_source_ids: Collection[str] | None = None, port: int = 0) -> None:
         super().__init__(port)
-        self.tokens = set(tokens)
+        self.tokens = None if tokens is None else set(tokens)  # None: any token works (`apprefer dev --fake-networks`)
         self.event_source_ids = None if event_source_ids is None else set(event_source_ids)
 
     def add_routes(self, app: web.Application) -> None:
@@ -47,7 +47,8 @@ class FakeTikTok(EventRecordingFake):
 
     async def _track(self, request: web.Request) -> web.Response:
         with self._lock:
-            token_ok = request.headers.get("Access-Token") in self.tokens
+            token = request.headers.get("Access-Token")
+            token_ok = bool(token) if self.tokens is None else token in self.tokens
         if not token_ok:
             return _reply(40105, "Access token is incorrect or has been revoked.")
         body = request[RECORDED].body
