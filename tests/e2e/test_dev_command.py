@@ -42,10 +42,10 @@ def dev_env(tmp_path: Path, gateway_port: int, broker_port: int) -> dict[str, st
     return env
 
 
-def start_dev(env: dict[str, str], tmp_path: Path) -> subprocess.Popen[bytes]:
-    """`apprefer dev`, its output in tmp_path/dev.log, once its gateway is ready."""
+def start_dev(env: dict[str, str], tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
+    """`apprefer dev ARGS`, its output in tmp_path/dev.log, once its gateway is ready."""
     with (tmp_path / "dev.log").open("wb") as log:
-        dev = subprocess.Popen([sys.executable, "-m", "services.cli", "dev"], env=env, cwd=REPO, stdout=log,
+        dev = subprocess.Popen([sys.executable, "-m", "services.cli", "dev", *args], env=env, cwd=REPO, stdout=log,
                                stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{env['APPREFER_GATEWAY_PORT']}"
 
@@ -141,22 +141,8 @@ def test_dev_with_secrets_in_the_environment_writes_no_secret_file(tmp_path: Pat
 
 
 def start_dev_with(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[bytes], dict[str, str], str]:
-    gateway_port, broker_port = free_port_block(), free_port()
-    env = dev_env(tmp_path, gateway_port, broker_port)
-    with (tmp_path / "dev.log").open("wb") as log:
-        dev = subprocess.Popen([sys.executable, "-m", "services.cli", "dev", *args], env=env, cwd=REPO, stdout=log,
-                               stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{gateway_port}"
-
-    def ready() -> bool:
-        assert dev.poll() is None, (tmp_path / "dev.log").read_text()
-        try:
-            return http_call("GET", f"{base}/readyz", timeout=2)[0] == 200
-        except OSError:
-            return False
-
-    wait_until(ready, timeout=60, what="apprefer dev to be ready")
-    return dev, env, base
+    env = dev_env(tmp_path, free_port_block(), free_port())
+    return start_dev(env, tmp_path, *args), env, f"http://127.0.0.1:{env['APPREFER_GATEWAY_PORT']}"
 
 
 def free_port_block(size: int = 24) -> int:
