@@ -177,6 +177,21 @@ class PreviousInstall:
 # --------------------------------------------------------------------------------------------
 
 
+def peel_install_referrer(raw: str) -> str:
+    """The referrer's query text: a fully re-encoded referrer has no literal '=' but an encoded one, so
+    layers are peeled until the query structure shows. A plain referrer always has a literal '=' and is
+    left alone."""
+    text = raw.strip().lstrip("?")
+    for _ in range(_MAX_REFERRER_DECODES):
+        if "=" in text:
+            break
+        decoded = unquote(text).strip().lstrip("?")
+        if decoded == text:
+            break
+        text = decoded
+    return text
+
+
 def parse_install_referrer(raw: str | None) -> dict[str, str]:
     """Parse a Google Play install referrer (URL query form, possibly URL-encoded again).
 
@@ -186,16 +201,7 @@ def parse_install_referrer(raw: str | None) -> dict[str, str]:
     if not isinstance(raw, str):
         return {}
     try:
-        text = raw.strip().lstrip("?")
-        # A fully re-encoded referrer has no literal '=' but an encoded one; peel layers until the
-        # query structure shows. A plain referrer always has a literal '=' and is left alone.
-        for _ in range(_MAX_REFERRER_DECODES):
-            if "=" in text:
-                break
-            decoded = unquote(text).strip().lstrip("?")
-            if decoded == text:
-                break
-            text = decoded
+        text = peel_install_referrer(raw)
         result: dict[str, str] = {}
         for part in text.split("&"):
             # Pairs without '=' are noise (or the whole string is garbage), not keys.

@@ -120,23 +120,26 @@ class Gateway:
         owner: KeyOwner | None = await self._keys.get(token[7:].strip(), self._store.key_owner)
         return owner
 
-    def _too_large(self, records: list[OutRecord], fields: list[str] | None = None) -> web.Response | None:
+    def _too_large(self, records: list[OutRecord], field_of: Callable[[int], str] | None = None
+                   ) -> web.Response | None:
         """413 for a record that would leave later stages too little room under the broker's
         record limit (they add the attribution and headers): refused here, before anything is
         produced, rather than dead-lettered downstream."""
         for index, record in enumerate(records):
             size = len(record.value) + len(record.key or b"")
             if size > self._max_record_bytes:
-                field = (fields[index] if fields else "") or "body"
+                field = (field_of(index) if field_of else "") or "body"
                 return error_response(
                     413, "too_large", f"the event's record would be {size:,} bytes; at most "
                     f"{self._max_record_bytes:,} are accepted (APPREFER_KAFKA_MAX_RECORD_BYTES less "
                     "APPREFER_GATEWAY_RECORD_MARGIN_BYTES)", field)
         return None
 
-    async def _produce(self, records: list[OutRecord], fields: list[str] | None = None) -> web.Response | None:
-        """None when the broker acknowledged every record, else the error response to send."""
-        too_large = self._too_large(records, fields)
+    async def _produce(self, records: list[OutRecord], field_of: Callable[[int], str] | None = None
+                       ) -> web.Response | None:
+        """None when the broker acknowledged every record, else the error response to send. `field_of(i)`
+        names record i's field in an error (only called for one)."""
+        too_large = self._too_large(records, field_of)
         if too_large is not None:
             return too_large
         try:
@@ -182,7 +185,7 @@ class Gateway:
                 ))
         except InputError as exc:
             return json_response(exc.as_json(), 400)
-        failure = await self._produce(records, [event_field_prefix(prefix, i) for i in range(len(records))])
+        failure = await self._produce(records, lambda index: event_field_prefix(prefix, index))
         if failure is not None:
             return failure
         _EVENTS_ACCEPTED.inc("sandbox" if owner.sandbox else "live", amount=len(records))

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import unquote, unquote_plus
 
+from services.attribution.matching import peel_install_referrer
 from services.privacy.user_data import (
     normalise_date_of_birth,
     normalise_email,
@@ -376,21 +377,13 @@ def scrub_text(text: str | None, path: str, findings: Findings) -> str | None:
     return None
 
 
-_MAX_REFERRER_DECODES = 3
 
 
 def scrub_referrer(text: str, path: str, findings: Findings) -> str | None:
     """An install referrer (``utm_source=x&email=...``, perhaps percent-encoded again): parameters named like
     personal data get their value hashed, personal-looking ones are dropped. Unchanged, it is returned as
     sent; changed, with one level of encoding peeled. None when nothing of it is left."""
-    peeled = text.strip().lstrip("?")
-    for _ in range(_MAX_REFERRER_DECODES):  # as services.attribution.matching.parse_install_referrer does
-        if "=" in peeled:
-            break
-        decoded = unquote(peeled).strip().lstrip("?")
-        if decoded == peeled:
-            break
-        peeled = decoded
+    peeled = peel_install_referrer(text)  # the layers the attribution consumer will read
     kept: list[str] = []
     changed = False
     for part in peeled.split("&"):
