@@ -13,11 +13,13 @@ from pydantic import ValidationError
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
+from services.catalog import RUNNABLE, by_command
+from services.catalog import run as run_service
 from shared.kafka.dlq import BrokerUnreachable
 from shared.logging import configure_logging
+from shared.networks.registry import registry
 from shared.settings import ConfigError, Settings
 
-RUNNABLE = ("gateway", "attribution", "skan", "fanout", "forwarder", "audit")
 # Long-running services keep their tracebacks (in their JSON logs); the tools say one line.
 SERVICE_COMMANDS = ("run", "dev")
 # What `apprefer dev --help` lists: the settings a first run is most likely to change, with their meaning there.
@@ -62,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="how long an orderly stop waits for the consumers to drain the main topics (default 30)")
     run = commands.add_parser("run", help="run one service")
     run.add_argument("service", choices=RUNNABLE)
-    run.add_argument("--network", help="for `forwarder`: meta, google_ads, tiktok or skan_postback")
+    run.add_argument("--network", choices=registry().names, help="for `forwarder`: the network it forwards to")
     topics = commands.add_parser("topics", help="Kafka topics").add_subparsers(dest="action", required=True,
                                                                                 metavar="{create,list}")
     topics.add_parser("create", help="create the missing topics (existing ones are left as they are)",
@@ -98,15 +100,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def dev_epilog() -> str:
     """The ports `apprefer dev` listens on and its main variables, from Settings' names and defaults."""
-    from services.dev import FAKES_PORT_OFFSET, SERVICES
+    from services.catalog import services
+    from services.dev import FAKES_PORT_OFFSET
 
     fields = Settings.model_fields
     gateway, broker = fields["gateway_port"].default, fields["dev_broker_port"].default
+    fakes = gateway + FAKES_PORT_OFFSET
     ports = [
         (f"{gateway}", "gateway", fields["gateway_port"].alias),
-        (f"{gateway + 1}-{gateway + len(SERVICES) - 1}", "consumers' /healthz, /readyz, /metrics",
+        (f"{gateway + 1}-{gateway + len(services()) - 1}", "consumers' /healthz, /readyz, /metrics",
          f"the ports after {fields['gateway_port'].alias}"),
-        (f"{gateway + FAKES_PORT_OFFSET}-{gateway + FAKES_PORT_OFFSET + 3}", "fake networks (--fake-networks)",
+        (f"{fakes}-{fakes + len(registry().names) - 1}", "fake networks (--fake-networks)",
          f"{fields['gateway_port'].alias} + {FAKES_PORT_OFFSET}"),
         (f"{broker}", "bundled broker (KAFKA_BOOTSTRAP_SERVERS unset)", fields["dev_broker_port"].alias),
     ]
@@ -223,34 +227,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         print("database is at the latest schema")
         return 0
     configure_logging(args.service, settings.log_level)
-    if args.service == "gateway":
-        from services.gateway.main import run as run_gateway
-
-        run_gateway(settings)
-    elif args.service == "attribution":
-        from services.attribution.main import run as run_attribution
-
-        run_attribution(settings)
-    elif args.service == "skan":
-        from services.skan.main import run as run_skan
-
-        run_skan(settings)
-    elif args.service == "fanout":
-        from services.fanout.main import run as run_fanout
-
-        run_fanout(settings)
-    elif args.service == "audit":
-        from services.audit.main import run as run_audit
-
-        run_audit(settings)
-    elif args.service == "forwarder":
-        from services.forwarders.main import run as run_forwarder
-        from services.forwarders.registry import NETWORK_MODULES
-
-        if args.network not in NETWORK_MODULES:
-            print(f"apprefer run forwarder: --network must be one of {', '.join(NETWORK_MODULES)}", file=sys.stderr)
-            return 2
-        run_forwarder(settings, args.network)
+    if args.service == "forwarder" and args.network is None:
+        print(f"apprefer run forwarder: --network is required: one of {', '.join(registry().names)}", file=sys.stderr)
+        return 2
+    command = ("forwarder", "--network", args.network) if args.service == "forwarder" else (args.service,)
+    run_service(by_command(command), settings)
     return 0
 
 

@@ -24,20 +24,17 @@ from types import FrameType
 
 from pydantic import SecretStr
 
-from services.dev_drain import GROUP_TOPICS, backlog, forwarder_groups
+from services.catalog import GATEWAY, Service, services
+from services.dev_drain import backlog
 from services.dev_supervisor import CRASH_WINDOW_SECONDS, CRASHES_ALLOWED, RESTART_BACKOFF_SECONDS, Child
 from services.dev_supervisor import stop as supervisor_stop
 from shared.db.migrate import upgrade
 from shared.kafka.topics import create_topics
+from shared.networks.registry import registry
 from shared.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 
-SERVICES: tuple[tuple[str, ...], ...] = (
-    ("gateway",), ("attribution",), ("skan",), ("fanout",), ("audit",),
-    ("forwarder", "--network", "meta"), ("forwarder", "--network", "google_ads"), ("forwarder", "--network", "tiktok"),
-    ("forwarder", "--network", "skan_postback"),
-)
 
 
 def _persistent_secret(path: Path) -> str:
@@ -130,12 +127,14 @@ def _ports(settings: Settings, embedded_broker: bool, fake_networks: bool) -> li
     """Every port `apprefer dev` listens on, with the variable that moves it."""
     ports = [(settings.gateway_port, "APPREFER_GATEWAY_PORT")]
     ports += [(settings.gateway_port + i, f"APPREFER_GATEWAY_PORT (consumer health ports follow it: +{i})")
-              for i in range(1, len(SERVICES))]
+              for i in range(1, len(services()))]
     if embedded_broker:
         ports.append((settings.dev_broker_port, "APPREFER_DEV_BROKER_PORT"))
     if fake_networks:
-        ports += [(settings.gateway_port + FAKES_PORT_OFFSET + i, "APPREFER_GATEWAY_PORT (the fakes use +20 to +23)")
-                  for i in range(4)]
+        fakes = len(registry().names)
+        ports += [(settings.gateway_port + FAKES_PORT_OFFSET + i,
+                   f"APPREFER_GATEWAY_PORT (the fakes use +{FAKES_PORT_OFFSET} to +{FAKES_PORT_OFFSET + fakes - 1})")
+                  for i in range(fakes)]
     return ports
 
 
@@ -196,7 +195,7 @@ def _run_dev(settings: Settings, fake_networks: bool, drain_seconds: float) -> i
 
     broker: Child | None = None
     fakes: Child | None = None
-    services: dict[tuple[str, ...], Child] = {}
+    children: dict[Service, Child] = {}
     try:
         if embedded:
             broker = Child("broker", _broker_command(settings.dev_broker_port), {**os.environ, "NO_COLOR": "1"},
@@ -205,8 +204,8 @@ def _run_dev(settings: Settings, fake_networks: bool, drain_seconds: float) -> i
             env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{settings.dev_broker_port}"
         bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
         if fake_networks:
-            fakes, urls = _start_fakes(settings.gateway_port + FAKES_PORT_OFFSET)
-            env.update(urls)
+            fakes, fake_urls, fake_env = _start_fakes(settings.gateway_port + FAKES_PORT_OFFSET)
+            env.update(fake_env)
         _wait_for_broker(bootstrap, broker)
         upgrade(settings.effective_database_url)
         create_topics(bootstrap, settings.topic_partitions, settings.topic_replication,
@@ -216,49 +215,64 @@ def _run_dev(settings: Settings, fake_networks: bool, drain_seconds: float) -> i
             _say(f"the last run left {left} conversion{'s' if left != 1 else ''} audited `retrying`; the bundled "
                  "broker keeps topics in memory, so their retries are gone: send those events again "
                  "(GET /admin/v1/audit?status=retrying lists them)")
-        for index, service in enumerate(SERVICES):
+        for index, service in enumerate(services()):
             child_env = env
-            if service[0] != "gateway":  # consumers: /healthz, /readyz, /metrics on the next ports
+            if service != GATEWAY:  # consumers: /healthz, /readyz, /metrics on the next ports
                 child_env = {**env, "APPREFER_METRICS_PORT": str(settings.gateway_port + index)}
-            services[service] = Child(" ".join(service), [sys.executable, "-m", "services.cli", "run", *service],
-                                      child_env)
-            services[service].start()
+            children[service] = Child(" ".join(service.command),
+                                      [sys.executable, "-m", "services.cli", "run", *service.command], child_env)
+            children[service].start()
         gateway = f"http://{settings.gateway_host}:{settings.gateway_port}"
         _say(f"gateway {gateway}  broker {bootstrap}  database {settings.effective_database_url}")
         _say(f"consumers serve /readyz and /metrics on ports {settings.gateway_port + 1}-"
-             f"{settings.gateway_port + len(SERVICES) - 1}")
+             f"{settings.gateway_port + len(children) - 1}")
         if fake_networks:
-            _say(f"fake networks: Meta {env['APPREFER_META_BASE_URL']}, TikTok {env['APPREFER_TIKTOK_BASE_URL']}, "
-                 f"Google Ads {env['APPREFER_GOOGLE_ADS_BASE_URL']} (what each received: <url>/_fake/requests)")
+            _say("fake networks: " + ", ".join(f"{name} {url}" for name, url in fake_urls.items())
+                 + " (what each received: <url>/_fake/requests)")
         _say(f"admin token {admin_token_source}; Ctrl-C stops everything")
-        _supervise(services, stop)
+        _supervise(children, stop)
     finally:
-        _stop_in_order(services, fakes, broker, env.get("KAFKA_BOOTSTRAP_SERVERS"), stop, drain_seconds)
+        _stop_in_order(children, fakes, broker, env.get("KAFKA_BOOTSTRAP_SERVERS"), stop, drain_seconds)
     return 0
 
 
 FAKES_PORT_OFFSET = 20
 
 
-def _start_fakes(first_port: int) -> tuple[Child, dict[str, str]]:
-    """The project's fakes of every network (tests/fakes), in a process of their own; the forwarders are
-    pointed at them. They come with a checkout of the repository, not with an installed package."""
+def _start_fakes(first_port: int) -> tuple[Child, dict[str, str], dict[str, str]]:
+    """The project's fakes of every network (tests/fakes), in a process of their own, on consecutive ports;
+    the forwarders are pointed at them. They come with a checkout of the repository, not with an installed
+    package. Returns the process, each fake's URL by network, and the variables that point the forwarders."""
     if not (REPO / "tests" / "fakes" / "serve.py").exists():
         raise DevError("--fake-networks needs the repository's tests/fakes (run it from a checkout)")
     fakes = Child("fake networks", [sys.executable, "-m", "tests.fakes.serve", "--port", str(first_port)],
                   {**os.environ, "PYTHONPATH": str(REPO)})
     fakes.start()
-    base = "http://127.0.0.1"
-    urls = {"APPREFER_META_BASE_URL": f"{base}:{first_port}",
-            "APPREFER_GOOGLE_ADS_BASE_URL": f"{base}:{first_port + 1}",
-            "APPREFER_GOOGLE_OAUTH_TOKEN_URL": f"{base}:{first_port + 1}/token",
-            "APPREFER_TIKTOK_BASE_URL": f"{base}:{first_port + 2}"}
     deadline = time.monotonic() + 15
-    while not all(_taken("127.0.0.1", first_port + i) for i in range(3)):
+    while (served := _served_urls(fakes)) is None:
         if fakes.exited() is not None or time.monotonic() > deadline:
             raise DevError("the fake networks did not start: " + " | ".join(list(fakes.last_lines)[-3:]))
         time.sleep(0.1)
-    return fakes, urls
+    env: dict[str, str] = {}
+    for spec in registry().networks:
+        urls = served.get(spec.name) or {}
+        if spec.default_base_url is not None and urls.get("base_url"):
+            env[f"{spec.env_prefix}BASE_URL"] = urls["base_url"]
+        if spec.token_request is not None and urls.get("token_url"):
+            env[f"{spec.env_prefix}TOKEN_URL"] = urls["token_url"]
+    return fakes, {name: urls["base_url"] for name, urls in served.items()}, env
+
+
+def _served_urls(fakes: Child) -> dict[str, dict[str, str]] | None:
+    """The line tests/fakes/serve.py prints once every fake listens: {network: {"base_url", "token_url"}}."""
+    import json
+
+    for line in list(fakes.last_lines):
+        with contextlib.suppress(ValueError):
+            served = json.loads(line)
+            if isinstance(served, dict) and all(isinstance(v, dict) for v in served.values()):
+                return served
+    return None
 
 
 class Stop:
@@ -276,12 +290,12 @@ class Stop:
             self.hurry = True  # the terminal is gone: nobody is watching a drain
 
 
-def _supervise(services: dict[tuple[str, ...], Child], stop: Stop) -> None:
-    restart_at: dict[tuple[str, ...], float] = {}
+def _supervise(children: dict[Service, Child], stop: Stop) -> None:
+    restart_at: dict[Service, float] = {}
     while not stop.requested:
         time.sleep(0.2)
         now = time.monotonic()
-        for service, child in services.items():
+        for service, child in children.items():
             if child.given_up or stop.requested:
                 continue
             if service in restart_at:
@@ -302,25 +316,24 @@ def _supervise(services: dict[tuple[str, ...], Child], stop: Stop) -> None:
                     _say(f"  | {line}")
 
 
-def _stop_in_order(services: dict[tuple[str, ...], Child], fakes: Child | None, broker: Child | None,
+def _stop_in_order(children: dict[Service, Child], fakes: Child | None, broker: Child | None,
                    bootstrap: str | None, stop: Stop, drain_seconds: float) -> None:
     """Gateway first (no new events), then the consumers drain the main topics (bounded), then they stop,
     then the fakes and the broker: nothing is left half-processed for the in-memory broker to lose."""
-    gateway = services.get(("gateway",))
+    gateway = children.get(GATEWAY)
     if gateway is not None:
         supervisor_stop([gateway], timeout=10.0)
-    consumers = [child for service, child in services.items() if service != ("gateway",)]
+    consumers = [child for service, child in children.items() if service != GATEWAY]
     if consumers and bootstrap and not stop.hurry and any(c.running for c in consumers):
         _drain(bootstrap, stop, drain_seconds)
     supervisor_stop(consumers, timeout=15.0)
     supervisor_stop([c for c in (fakes, broker) if c is not None], timeout=10.0)
-    if services:
+    if children:
         _say("stopped")
 
 
 def _drain(bootstrap: str, stop: Stop, seconds: float) -> None:
-    networks = tuple(service[2] for service in SERVICES if service[0] == "forwarder")
-    groups = {**GROUP_TOPICS, **forwarder_groups(networks)}
+    groups = {service.group_id: service.topics for service in services() if service.group_id}
     deadline = time.monotonic() + seconds
     zero_seen, last_said = 0, 0.0
     while time.monotonic() < deadline and not stop.hurry:

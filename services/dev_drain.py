@@ -10,20 +10,6 @@ import contextlib
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from shared.kafka.topics import AUDIT_RECORDS, CLICKS_RAW, EVENTS_ATTRIBUTED, EVENTS_RAW, SKAN_DECODED, SKAN_RAW
-
-# Each consumer group and the main topics it reads (retry topics hold records not yet due: never waited for).
-GROUP_TOPICS: dict[str, tuple[str, ...]] = {
-    "apprefer-attribution": (CLICKS_RAW, EVENTS_RAW),
-    "apprefer-skan": (SKAN_RAW,),
-    "apprefer-fanout": (EVENTS_ATTRIBUTED, SKAN_DECODED),
-    "apprefer-audit": (AUDIT_RECORDS,),
-}
-
-
-def forwarder_groups(networks: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
-    return {f"apprefer-forwarder-{network}": (f"forward.{network}",) for network in networks}
-
 
 def backlog(bootstrap: str, groups: dict[str, tuple[str, ...]], timeout: float = 5.0) -> dict[str, int]:
     """Records each group has yet to commit on its main topics (empty when the broker does not answer)."""

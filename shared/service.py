@@ -10,6 +10,7 @@ from types import FrameType
 
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 
 from shared.avro import codec
 from shared.health import Check, serve_health
@@ -35,8 +36,16 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
+# What a consumer's dependencies raise when briefly away: the batch is retried in place, as for a
+# TransientError. OperationalError is the database's (a connection dropped or refused, a failover).
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (OperationalError,)
+
+
 def run_consumer(settings: Settings, *, service: str, group_id: str, topics: Sequence[str],
-                 handler: Handler, due_header: str | None = None, engine: Engine | None = None) -> None:
+                 handler: Handler, due_header: str | None = None, engine: Engine | None = None,
+                 transient: tuple[type[Exception], ...] = TRANSIENT_ERRORS) -> None:
+    """Runs `handler` in the consumer loop until SIGTERM; the records of a schema it does not declare
+    (its SCHEMAS) are dead-lettered by the loop, and a `transient` error retries the batch."""
     runner = ConsumerRunner(
         service=service,
         consumer_config=consumer_config(settings, group_id),
@@ -47,6 +56,7 @@ def run_consumer(settings: Settings, *, service: str, group_id: str, topics: Seq
         batch_size=settings.consumer_batch_size,
         due_header=due_header,
         max_record_bytes=settings.kafka_max_record_bytes,
+        transient=transient,
     )
     if settings.metrics_port:
         # A client of its own: the consumer's handle is busy in consume() on the main thread.

@@ -6,11 +6,14 @@ never look at `os.environ` themselves.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DAY_MS = 86_400_000
 # The longest lookback and re-attribution window an app may set (AppIn, services/gateway/admin.py;
@@ -71,10 +74,9 @@ class Settings(BaseSettings):
     dev_broker_port: int = Field(9092, alias="APPREFER_DEV_BROKER_PORT")
 
     # Forwarding. Base URLs are settable so tests and staging point forwarders at fakes.
-    meta_base_url: str = Field("https://graph.facebook.com", alias="APPREFER_META_BASE_URL")
-    google_ads_base_url: str = Field("https://googleads.googleapis.com", alias="APPREFER_GOOGLE_ADS_BASE_URL")
-    google_oauth_token_url: str = Field("https://oauth2.googleapis.com/token", alias="APPREFER_GOOGLE_OAUTH_TOKEN_URL")
-    tiktok_base_url: str = Field("https://business-api.tiktok.com", alias="APPREFER_TIKTOK_BASE_URL")
+    # Each registered network's APPREFER_<NAME>_BASE_URL and APPREFER_<NAME>_TOKEN_URL (the names derive from
+    # the registry, so they are read by _NetworkUrls, not declared here), keyed "<name>.base" / "<name>.token".
+    network_urls: dict[str, str] = Field(default_factory=dict)
     # Seconds before each retry of a transient failure; attempts end after the last one.
     retry_delays: str = Field("10,60,300,1800,7200", alias="APPREFER_RETRY_DELAYS")
     # Each request to a network: connect within this, answer within that (a hung endpoint costs no more).
@@ -104,6 +106,14 @@ class Settings(BaseSettings):
     # Consumers expose /metrics on this port when set (0 = off).
     metrics_port: int = Field(0, alias="APPREFER_METRICS_PORT")
     log_level: str = Field("INFO", alias="APPREFER_LOG_LEVEL")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _NetworkUrls(settings_cls), dotenv_settings, file_secret_settings
 
     @field_validator("database_url")
     @classmethod
@@ -160,8 +170,18 @@ class Settings(BaseSettings):
         return [float(d) for d in self.retry_delays.split(",") if d.strip()]
 
     def base_url(self, network: str) -> str:
-        return {"meta": self.meta_base_url, "google_ads": self.google_ads_base_url,
-                "tiktok": self.tiktok_base_url}.get(network, "")
+        """APPREFER_<NAME>_BASE_URL, else the network's default ("" when it has none)."""
+        from shared.networks.registry import registry
+
+        spec = registry().get(network)
+        return self.network_urls.get(f"{network}.base", spec.default_base_url or "")
+
+    def token_url(self, network: str) -> str:
+        """APPREFER_<NAME>_TOKEN_URL, else the network's default ("" when it refreshes no token)."""
+        from shared.networks.registry import registry
+
+        spec = registry().get(network)
+        return self.network_urls.get(f"{network}.token", spec.default_token_url or "")
 
     @property
     def effective_database_url(self) -> str:
@@ -173,6 +193,22 @@ class Settings(BaseSettings):
         if self.secret_key is None or not self.secret_key.get_secret_value():
             raise ConfigError("APPREFER_SECRET_KEY is not set: it encrypts integration credentials")
         return self.secret_key.get_secret_value()
+
+
+class _NetworkUrls(PydanticBaseSettingsSource):
+    """APPREFER_<NAME>_BASE_URL and APPREFER_<NAME>_TOKEN_URL of every registered network."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        from shared.networks.registry import registry
+
+        # A variable set blank is kept: a forwarder refuses to start on it rather than use the default.
+        urls = {f"{spec.name}.{kind.lower()}": os.environ[variable].strip()
+                for spec in registry().networks for kind in ("BASE", "TOKEN")
+                if (variable := f"{spec.env_prefix}{kind}_URL") in os.environ}
+        return {"network_urls": urls} if urls else {}
 
 
 class ConfigError(RuntimeError):

@@ -19,20 +19,19 @@ from typing import Any
 
 import orjson
 from sqlalchemy import or_, select
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.attribution import matching
 from services.attribution.matching import Attribution, AttributionRules, PreviousInstall
+from services.catalog import consumer_topics
 from shared.avro import AvroCodec
 from shared.db.models import App, Click, DeviceIdentity, Install
 from shared.db.upsert import insert_ignoring_duplicates, upsert
-from shared.kafka.consumer import TransientError
-from shared.kafka.records import InRecord, OutRecord, dead_letter_of
-from shared.kafka.topics import CLICKS_RAW, EVENTS_ATTRIBUTED, EVENTS_RAW
+from shared.kafka.records import InRecord, OutRecord
+from shared.kafka.topics import EVENTS_ATTRIBUTED
 
 SERVICE = "attribution"
-TOPICS = (CLICKS_RAW, EVENTS_RAW)
+TOPICS = consumer_topics(SERVICE)
 INSTALL = "install"
 REVENUECAT = "revenuecat"
 APP_RULES_TTL_SECONDS = 30.0
@@ -124,6 +123,8 @@ class WrittenIdentities:
 
 
 class AttributionHandler:
+    SCHEMAS = frozenset({"apprefer.Click", "apprefer.RawEvent"})  # the loop dead-letters any other
+
     def __init__(self, sessions: sessionmaker[Session], codec: AvroCodec) -> None:
         self._sessions = sessions
         self._codec = codec
@@ -138,10 +139,8 @@ class AttributionHandler:
         try:
             with self._sessions.begin() as session:
                 return self._process(session, records)
-        except Exception as exc:
+        except Exception:
             self._written_identities.forget()  # the transaction rolled back: nothing it wrote counts
-            if isinstance(exc, OperationalError):
-                raise TransientError(str(exc)) from exc
             raise
 
     def _process(self, session: Session, records: list[InRecord]) -> list[OutRecord]:
@@ -159,9 +158,6 @@ class AttributionHandler:
         self._identities = {}
         for record in records:
             if record.schema == "apprefer.Click":
-                continue
-            if record.schema != "apprefer.RawEvent":
-                outputs.append(dead_letter_of(record, f"unexpected schema {record.schema}", SERVICE))
                 continue
             outputs.append(self._attribute(session, record))
         upsert(session, DeviceIdentity, self._written_identities.changed(list(self._identities.values())),

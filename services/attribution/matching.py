@@ -1,8 +1,8 @@
 """Pure attribution business rules: which stored click (if any) an install belongs to.
 
-Stdlib only, no I/O: the consumer loads candidate clicks (see ``click_search_keys``) and calls
-``match_install``; ``install_decision`` decides whether an install is new, a replay, a reinstall
-or a re-attribution. All datetimes are tz-aware UTC.
+No I/O (the click ids come from the network registry, shared/networks/): the consumer loads candidate
+clicks (see ``click_search_keys``) and calls ``match_install``; ``install_decision`` decides whether an
+install is new, a replay, a reinstall or a re-attribution. All datetimes are tz-aware UTC.
 """
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import unquote, unquote_plus
 
+from shared.networks.registry import registry
+
 __all__ = [
-    "CLICK_ID_TYPES",
     "CLOCK_SKEW",
     "DECISION_NEW",
     "DECISION_REATTRIBUTE",
@@ -34,6 +36,7 @@ __all__ = [
     "InstallSignals",
     "PreviousInstall",
     "batch_click_search",
+    "click_id_types",
     "click_search_keys",
     "device_fingerprint",
     "install_decision",
@@ -45,16 +48,6 @@ __all__ = [
     "usable_ad_id",
 ]
 
-# Also the priority order when an install carries several network click ids.
-CLICK_ID_TYPES: tuple[str, ...] = ("fbclid", "gclid", "gbraid", "wbraid", "ttclid")
-
-_NETWORK_BY_CLICK_ID_TYPE: dict[str, str] = {
-    "fbclid": "meta",
-    "gclid": "google_ads",
-    "gbraid": "google_ads",
-    "wbraid": "google_ads",
-    "ttclid": "tiktok",
-}
 
 # Device and server clocks disagree a little; a click stamped just after the install is still
 # the click that caused it.
@@ -73,12 +66,29 @@ DECISION_REATTRIBUTE = "reattribute"
 _MAX_REFERRER_DECODES = 3
 
 
+def click_id_types() -> tuple[str, ...]:
+    """Every registered network's click id types; also the priority order when an install carries several."""
+    return registry().click_id_types
+
+
 def network_for_click_id_type(click_id_type: str) -> str:
     """The ad network that issues ``click_id_type`` (e.g. ``"gclid"`` -> ``"google_ads"``)."""
-    try:
-        return _NETWORK_BY_CLICK_ID_TYPE[click_id_type]
-    except KeyError:
-        raise ValueError(f"unknown click id type: {click_id_type!r}") from None
+    network = registry().network_of_click_id_type(click_id_type)
+    if network is None:
+        raise ValueError(f"unknown click id type: {click_id_type!r}")
+    return network
+
+
+def click_ids_in(parameters: Mapping[str, Any]) -> dict[str, str]:
+    """{click id type: value} of the parameters named as a network names its click id, in any case
+    (`ScCid` -> `sccid`); the first non-blank value of a type wins. Values keep their case."""
+    found: dict[str, str] = {}
+    for name, value in parameters.items():
+        click_id_type = registry().click_id_type_of(name) if isinstance(name, str) else None
+        cleaned = _clean(value) if isinstance(value, str) else None
+        if click_id_type is not None and cleaned is not None and click_id_type not in found:
+            found[click_id_type] = cleaned
+    return found
 
 
 def _require_aware(name: str, value: datetime) -> None:
@@ -93,7 +103,7 @@ class Click:
     click_key: str  # apprefer's own id of the stored click (an SDK passes it back as `click_id`)
     network: str | None
     campaign: str | None
-    click_id_type: str | None  # one of CLICK_ID_TYPES or None
+    click_id_type: str | None  # one of click_id_types() or None
     click_id: str | None  # the network's click id value: case-sensitive, never altered
     idfa: str | None
     gaid: str | None
@@ -107,7 +117,7 @@ class Click:
 @dataclass(frozen=True, slots=True)
 class InstallSignals:
     click_key: str | None  # explicit apprefer click id from the referrer
-    network_click_ids: dict[str, str]  # e.g. {"gclid": "..."}; only CLICK_ID_TYPES keys
+    network_click_ids: dict[str, str]  # e.g. {"gclid": "..."}; only click_id_types() keys
     idfa: str | None
     gaid: str | None
     fingerprint: str | None
@@ -115,7 +125,7 @@ class InstallSignals:
 
     def __post_init__(self) -> None:
         _require_aware("InstallSignals.installed_at", self.installed_at)
-        unknown = set(self.network_click_ids) - set(CLICK_ID_TYPES)
+        unknown = set(self.network_click_ids) - set(click_id_types())
         if unknown:
             raise ValueError(f"unknown click id types: {sorted(unknown)}")
 
@@ -150,7 +160,7 @@ class ClickSearch:
     """What the DB layer should load: clicks matching ANY key, with clicked_at in [earliest, latest]."""
 
     click_key: str | None
-    network_click_ids: tuple[tuple[str, str], ...]  # (click_id_type, click_id), CLICK_ID_TYPES order
+    network_click_ids: tuple[tuple[str, str], ...]  # (click_id_type, click_id), click_id_types() order
     idfa: str | None
     gaid: str | None
     fingerprint: str | None
@@ -259,11 +269,9 @@ def install_signals(
         explicit = _clean(referrer.get(key))
         return explicit if explicit is not None else _clean(parsed.get(key))
 
-    network_click_ids: dict[str, str] = {}
-    for click_id_type in CLICK_ID_TYPES:
-        value = pick(click_id_type)
-        if value is not None:
-            network_click_ids[click_id_type] = value
+    explicit, in_referrer = click_ids_in(referrer), click_ids_in(parsed)
+    network_click_ids = {t: explicit.get(t) or in_referrer[t] for t in click_id_types()
+                         if t in explicit or t in in_referrer}
 
     return InstallSignals(
         click_key=pick("click_id"),
@@ -295,7 +303,7 @@ def click_search_keys(signals: InstallSignals, rules: AttributionRules = DEFAULT
     return ClickSearch(
         click_key=signals.click_key,
         network_click_ids=tuple(
-            (t, signals.network_click_ids[t]) for t in CLICK_ID_TYPES if t in signals.network_click_ids
+            (t, signals.network_click_ids[t]) for t in click_id_types() if t in signals.network_click_ids
         ),
         idfa=usable_ad_id(signals.idfa),
         gaid=usable_ad_id(signals.gaid),
@@ -449,7 +457,7 @@ def match_install(
 
     # A network click id with no stored click (e.g. a gclid straight from the Play referrer) still
     # proves a paid click; attribute to its network without campaign details.
-    for click_id_type in CLICK_ID_TYPES:
+    for click_id_type in click_id_types():
         value = signals.network_click_ids.get(click_id_type)
         if value:
             return Attribution(

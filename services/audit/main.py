@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.audit.consumer import SERVICE, TOPICS, AuditHandler
+from services.catalog import group_id
 from services.privacy.retention import Pruner
 from shared.db.session import make_engine, make_sessionmaker
 from shared.service import run_consumer
@@ -16,7 +17,7 @@ def run(settings: Settings) -> None:
     if pruner is not None:
         pruner.start()
     try:
-        run_consumer(settings, service=SERVICE, group_id="apprefer-audit", topics=TOPICS,
+        run_consumer(settings, service=SERVICE, group_id=group_id(SERVICE), topics=TOPICS,
                      handler=AuditHandler(sessions), engine=engine)
     finally:
         if pruner is not None:

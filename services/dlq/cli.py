@@ -34,7 +34,7 @@ from shared.kafka.dlq import (
 )
 from shared.kafka.producer import DeliveryFailed, SyncProducer
 from shared.kafka.records import OutRecord
-from shared.kafka.topics import NETWORKS
+from shared.networks.registry import registry
 from shared.settings import Settings
 
 TIME_FORMS = "RFC 3339, epoch seconds or ms, or relative: 30m, 2h, 7d, today, yesterday, now"
@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--network", choices=NETWORKS, help="the network's forward.<network>.dlq")
+    parser.add_argument("--network", choices=registry().names, help="the network's forward.<network>.dlq")
     parser.add_argument("--topic", help="any dead-letter topic (e.g. events.raw.dlq); default: every one")
     parser.add_argument("--app", dest="app_id", metavar="APP", help="only this app's records")
     parser.add_argument("--event", dest="event_id", metavar="EVENT", help="only this event id")

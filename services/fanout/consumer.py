@@ -8,22 +8,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.fanout.mapping import FORWARDED_NETWORKS, route
-from services.fanout.skan_routing import NETWORK as SKAN_NETWORK
+from services.catalog import consumer_topics
+from services.fanout.mapping import route
 from services.fanout.skan_routing import skan_jobs
 from shared.avro import AvroCodec
 from shared.forwarding.audit import audit_out
 from shared.forwarding.integrations import IntegrationCache
 from shared.forwarding.model import Integration
-from shared.kafka.consumer import TransientError
-from shared.kafka.records import InRecord, OutRecord, dead_letter_of
-from shared.kafka.topics import EVENTS_ATTRIBUTED, SKAN_DECODED, forward_topic
+from shared.kafka.records import InRecord, OutRecord
+from shared.kafka.topics import forward_topic
+from shared.networks.registry import registry
+from shared.networks.spec import Feed
 
 SERVICE = "fanout"
-TOPICS = (EVENTS_ATTRIBUTED, SKAN_DECODED)
+TOPICS = consumer_topics(SERVICE)
 
 
 def forward_job(event: dict[str, Any], attribution: dict[str, Any], network: str, network_event_name: str
@@ -40,15 +40,15 @@ def forward_job(event: dict[str, Any], attribution: dict[str, Any], network: str
     }
 
 
-def _app_id(record: InRecord) -> str | None:
-    if record.schema == "apprefer.AttributedEvent":
-        return str(record.value["event"]["app_id"])
+def _app_id(record: InRecord) -> str:
     if record.schema == "apprefer.SkanDecoded":
         return str(record.value["app_id"])
-    return None
+    return str(record.value["event"]["app_id"])
 
 
 class FanoutHandler:
+    SCHEMAS = frozenset({"apprefer.AttributedEvent", "apprefer.SkanDecoded"})  # the loop dead-letters any other
+
     def __init__(self, sessions: sessionmaker[Session], codec: AvroCodec, secret_key: str | None) -> None:
         self._sessions = sessions
         self._codec = codec
@@ -56,24 +56,20 @@ class FanoutHandler:
         self._batch_integrations: dict[str, dict[str, Integration]] = {}
 
     def __call__(self, records: list[InRecord]) -> list[OutRecord]:
-        try:
-            with self._sessions() as session:
-                # Each app's integrations once per batch (one version check per app), not per record.
-                apps = {_app_id(r) for r in records} - {None}
-                self._batch_integrations = {app: self._integrations.for_app(session, app) for app in apps if app}
-            return [out for record in records for out in self._fan_out(record)]
-        except OperationalError as exc:
-            raise TransientError(str(exc)) from exc
+        with self._sessions() as session:
+            # Each app's integrations once per batch (one version check per app), not per record.
+            apps = {_app_id(r) for r in records}
+            self._batch_integrations = {app: self._integrations.for_app(session, app) for app in apps if app}
+        return [out for record in records for out in self._fan_out(record)]
 
     def _fan_out(self, record: InRecord) -> list[OutRecord]:
         if record.schema == "apprefer.SkanDecoded":
             return self._fan_out_skan(record)
-        if record.schema != "apprefer.AttributedEvent":
-            return [dead_letter_of(record, f"unexpected schema {record.schema}", SERVICE)]
         event, attribution = record.value["event"], record.value["attribution"]
         integrations = self._batch_integrations.get(event["app_id"], {})
         outputs: list[OutRecord] = []
-        for network in FORWARDED_NETWORKS:
+        for spec in registry().fed_by(Feed.CONVERSIONS):
+            network = spec.name
             integration = integrations.get(network)
             if integration is None or not integration.enabled:
                 continue
@@ -87,7 +83,7 @@ class FanoutHandler:
                 # reaches a network: audited as such, whatever the network would have made of it.
                 outputs.append(audit("sandbox", "sandbox (pk_test_) event: not forwarded"))
                 continue
-            decision = route(network, event["event_name"], attribution, integration.settings, integration.event_map)
+            decision = route(spec, event["event_name"], attribution, integration.settings, integration.event_map)
             if decision.network_event_name is None:
                 outputs.append(audit("skipped", decision.skip_reason or "skipped"))
             else:
@@ -97,9 +93,13 @@ class FanoutHandler:
         return outputs
 
     def _fan_out_skan(self, record: InRecord) -> list[OutRecord]:
-        integration = self._batch_integrations.get(record.value["app_id"], {}).get(SKAN_NETWORK)
-        if integration is None or not integration.enabled:
-            return []
-        return [OutRecord(topic=forward_topic(SKAN_NETWORK), key=record.key,
-                          value=self._codec.encode("apprefer.ForwardJob", job), origin=record)
-                for job in skan_jobs(record.value, integration.settings)]
+        integrations = self._batch_integrations.get(record.value["app_id"], {})
+        outputs: list[OutRecord] = []
+        for spec in registry().fed_by(Feed.SKAN):
+            integration = integrations.get(spec.name)
+            if integration is None or not integration.enabled:
+                continue
+            outputs += [OutRecord(topic=forward_topic(spec.name), key=record.key,
+                                  value=self._codec.encode("apprefer.ForwardJob", job), origin=record)
+                        for job in skan_jobs(spec.name, record.value, integration.settings)]
+        return outputs

@@ -1,6 +1,6 @@
 """Decoded SKAN postbacks -> one job per postback an ad network should receive. Pure.
 
-The app's `skan_postback` integration lists ad networks:
+The app's integration of a SKAN-fed network (`skan_postback`) lists ad networks:
 `{"ad_networks": [{"ad_network_id", "install_url", "event_url", "event_map"}]}`. A network gets one
 install postback and one postback per event occurrence of the postbacks it won, each from its URL
 template with the macros filled in and a deterministic `{postback_id}` to de-duplicate with.
@@ -16,10 +16,8 @@ import orjson
 from services.skan.decode import DecodedRecord
 from services.skan.macros import postback_id, postback_values, render
 
-NETWORK = "skan_postback"
 
-
-def skan_jobs(decoded: Mapping[str, Any], settings: Mapping[str, Any]) -> list[dict[str, Any]]:
+def skan_jobs(network: str, decoded: Mapping[str, Any], settings: Mapping[str, Any]) -> list[dict[str, Any]]:
     postback = orjson.loads(decoded["postback_json"])
     records = [DecodedRecord(**r) for r in orjson.loads(decoded["records_json"])]
     jobs: list[dict[str, Any]] = []
@@ -42,14 +40,15 @@ def skan_jobs(decoded: Mapping[str, Any], settings: Mapping[str, Any]) -> list[d
                                          network_event_ids=event_map)
                 name = (event_map.get(record.event_name or "", record.event_name or "event") if is_event
                         else record.kind)
-                jobs.append(_job(decoded, pid, record, name, render(template, values), ad_network["ad_network_id"]))
+                jobs.append(_job(network, decoded, pid, record, name, render(template, values),
+                                 ad_network["ad_network_id"]))
     return jobs
 
 
-def _job(decoded: Mapping[str, Any], pid: str, record: DecodedRecord, network_event_name: str, url: str,
+def _job(network: str, decoded: Mapping[str, Any], pid: str, record: DecodedRecord, network_event_name: str, url: str,
          ad_network_id: str) -> dict[str, Any]:
     return {
-        "job_id": f"{pid}:{NETWORK}", "app_id": decoded["app_id"], "network": NETWORK, "event_id": pid,
+        "job_id": f"{pid}:{network}", "app_id": decoded["app_id"], "network": network, "event_id": pid,
         "event_name": record.event_name or record.kind, "network_event_name": network_event_name,
         "event_time_ms": decoded["received_at_ms"], "sandbox": False, "click_id_type": None, "click_id": None,
         "click_time_ms": None, "device": {"device_id": decoded["transaction_id"]}, "user_hashes": {},

@@ -4,8 +4,7 @@ Integration: `settings.customer_id` (the account the conversions belong to, dash
 `settings.login_customer_id` (the manager account, when access goes through one),
 `settings.conversion_actions` ({apprefer event name: "customers/<cid>/conversionActions/<id>"}, used by
 the fanout and by Test Connection); `credentials.developer_token`, `credentials.client_id`,
-`credentials.client_secret`, `credentials.refresh_token` (each of these four is also read from settings
-when absent from credentials). The access token is minted from the refresh token by
+`credentials.client_secret`, `credentials.refresh_token`. The access token is minted from the refresh token by
 `token_request`/`parse_token` and passed in by the caller. A missing customer id or developer token raises
 ValueError naming it (the engine dead-letters the batch with that reason).
 
@@ -22,6 +21,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
 from shared.forwarding.model import (
     ConnectionCheck,
     Delivered,
@@ -34,6 +35,7 @@ from shared.forwarding.model import (
     RefreshCredentials,
     RetryLater,
 )
+from shared.networks.spec import ClickId, NetworkSettings, NetworkSpec
 
 NETWORK = "google_ads"
 BATCH_LIMIT = 2_000
@@ -57,6 +59,34 @@ SYNTHETIC_CLICK_ERRORS = frozenset({"UNPARSEABLE_GCLID", "EVENT_NOT_FOUND", "CLI
 
 _DEFAULT_TOKEN_SECONDS = 3600.0
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)s")
+
+
+CUSTOMER_ID = r"^\d{3}-?\d{3}-?\d{4}$"
+
+
+class Settings(NetworkSettings):
+    customer_id: str = Field(pattern=CUSTOMER_ID, description="The Google Ads account (123-456-7890)")
+    login_customer_id: str | None = Field(None, pattern=CUSTOMER_ID,
+                                          description="The manager account, when access goes through one")
+    # Google has no event names: each forwarded apprefer event needs the conversion action it counts for.
+    conversion_actions: dict[str, str] = Field(
+        min_length=1, description='apprefer event name -> "customers/<id>/conversionActions/<id>"')
+
+    @field_validator("conversion_actions")
+    @classmethod
+    def _resource_names(cls, actions: dict[str, str]) -> dict[str, str]:
+        for event_name, action in actions.items():
+            if not CONVERSION_ACTION.fullmatch(action):
+                raise ValueError(f"{event_name}: {action!r} is not customers/<id>/conversionActions/<id>")
+        return actions
+
+
+class Credentials(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    developer_token: SecretStr = Field(min_length=1)
+    client_id: SecretStr = Field(min_length=1, description="OAuth client id")
+    client_secret: SecretStr = Field(min_length=1, description="OAuth client secret")
+    refresh_token: SecretStr = Field(min_length=1, description="OAuth refresh token of a user with account access")
 
 
 def pre_check(job: ForwardJob, now_ms: int) -> Outcome | None:
@@ -186,7 +216,7 @@ def conversion_date_time(epoch_ms: int) -> str:
 
 
 def _config(integration: Integration, key: str) -> str:
-    return str(integration.credentials.get(key) or integration.settings.get(key) or "")
+    return str(integration.credentials.get(key) or "")
 
 
 def _digits(value: Any) -> str:
@@ -332,3 +362,14 @@ def _error_text(status: int, body: Any) -> str:
 
 def _first(codes: Sequence[str]) -> str | None:
     return codes[0] if codes else None
+
+
+SPEC = NetworkSpec(
+    name=NETWORK, title="Google Ads click conversions", default_base_url="https://googleads.googleapis.com",
+    batch_limit=BATCH_LIMIT, settings=Settings, credentials=Credentials,
+    pre_check=pre_check, build_request=build_request, classify=classify,
+    test_request=test_request, test_result=test_result,
+    click_ids=tuple(ClickId(click_id_type) for click_id_type in CLICK_ID_TYPES),
+    event_names_setting="conversion_actions",
+    token_request=token_request, parse_token=parse_token, default_token_url="https://oauth2.googleapis.com/token",
+)

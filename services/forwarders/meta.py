@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
 from shared.forwarding.model import (
     ConnectionCheck,
     Delivered,
@@ -29,6 +31,7 @@ from shared.forwarding.model import (
     RetryLater,
 )
 from shared.forwarding.payload import order_fields, required
+from shared.networks.spec import ClickId, NetworkSpec, UnattributedOptIn
 
 NETWORK = "meta"
 BATCH_LIMIT = 1_000
@@ -50,9 +53,22 @@ RETRY_CODES = frozenset({1, 2, 4, 17, 32, 341, 368, 613, 80004})
 PERMANENT_CODES = frozenset({10, 100, 102, 190, *range(200, 300)})
 TOKEN_EXPIRED_CODE = 190
 
+DEFAULT_EVENT_NAMES = {"purchase": "Purchase", "trial_start": "StartTrial", "subscribe": "Subscribe",
+                       "registration": "CompleteRegistration", "add_to_cart": "AddToCart"}
+
 EXTINFO_SLOTS = 16
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 _ZERO_AD_ID = "00000000-0000-0000-0000-000000000000"
+
+
+class Settings(UnattributedOptIn):
+    dataset_id: str = Field(min_length=1, max_length=64, description="The dataset (pixel) id the events go to")
+    bundle_id: str | None = Field(None, max_length=255, description="The app's package name, for extinfo")
+
+
+class Credentials(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    access_token: SecretStr = Field(min_length=1, description="A system-user access token")
 
 
 def pre_check(job: ForwardJob, now_ms: int) -> Outcome | None:
@@ -240,3 +256,12 @@ def _int(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+SPEC = NetworkSpec(
+    name=NETWORK, title="Meta Conversions API", default_base_url="https://graph.facebook.com",
+    batch_limit=BATCH_LIMIT, settings=Settings, credentials=Credentials,
+    pre_check=pre_check, build_request=build_request, classify=classify,
+    test_request=test_request, test_result=test_result,
+    click_ids=(ClickId("fbclid"),), default_event_names=DEFAULT_EVENT_NAMES,
+)

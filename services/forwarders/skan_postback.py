@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pydantic import Field
+
 from shared.forwarding.model import (
     ConnectionCheck,
     Delivered,
@@ -19,10 +21,28 @@ from shared.forwarding.model import (
     Permanent,
     RetryLater,
 )
+from shared.networks.spec import Closed, Feed, NetworkSpec, NoCredentials
+
+# {placeholders} the fanout fills in (services/skan/macros.py); an URL must be http(s).
+URL_TEMPLATE = r"^https?://\S+$"
+
+
+class AdNetworkPostbacks(Closed):
+    """One ad network that receives decoded postbacks: the ones whose ad-network-id is `ad_network_id`."""
+    ad_network_id: str = Field(min_length=1, max_length=128,
+                               description="The SKAdNetwork id, e.g. cstr6suwn9.skadnetwork")
+    install_url: str | None = Field(None, pattern=URL_TEMPLATE, max_length=2000,
+                                    description="Install postback URL template ({postback_id}, {conversion_value}…)")
+    event_url: str | None = Field(None, pattern=URL_TEMPLATE, max_length=2000,
+                                  description="Event postback URL template, one GET per event occurrence")
+    event_map: dict[str, str] = Field(default_factory=dict, description="apprefer event name -> the network's event id")
+
+
+class Settings(Closed):
+    ad_networks: list[AdNetworkPostbacks] = Field(default_factory=list)
 
 NETWORK = "skan_postback"
 BATCH_LIMIT = 1
-NEEDS_BASE_URL = False  # each ad network's URL comes from the app's integration settings
 TRANSIENT_STATUSES = {408, 425, 429}
 
 
@@ -55,3 +75,11 @@ def test_request(integration: Integration, base_url: str, access_token: str | No
 
 def test_result(response: HttpResponse) -> ConnectionCheck:
     return ConnectionCheck(200 <= response.status < 300, f"HTTP {response.status}")
+
+
+SPEC = NetworkSpec(
+    name=NETWORK, title="Decoded SKAN postbacks to ad networks", default_base_url=None,
+    batch_limit=BATCH_LIMIT, settings=Settings, credentials=NoCredentials,
+    pre_check=pre_check, build_request=build_request, classify=classify,
+    test_request=test_request, test_result=test_result, feed=Feed.SKAN,
+)

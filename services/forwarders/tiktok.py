@@ -19,6 +19,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
 from shared.forwarding.model import (
     ConnectionCheck,
     Delivered,
@@ -31,6 +33,7 @@ from shared.forwarding.model import (
     RetryLater,
 )
 from shared.forwarding.payload import order_fields, required
+from shared.networks.spec import ClickId, NetworkSpec, UnattributedOptIn
 
 NETWORK = "tiktok"
 BATCH_LIMIT = 1_000
@@ -51,6 +54,22 @@ TEST_EVENT_ID = "apprefer-test-connection"
 
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 _ZERO_AD_ID = "00000000-0000-0000-0000-000000000000"
+
+
+DEFAULT_EVENT_NAMES = {"purchase": "Purchase", "trial_start": "StartTrial", "subscribe": "Subscribe",
+                       "install": "InstallApp", "registration": "Registration", "add_to_cart": "AddToCart"}
+
+
+class Settings(UnattributedOptIn):
+    tiktok_app_id: str = Field(min_length=1, max_length=64, description="The TikTok App ID from Events Manager")
+    store_app_id: str | None = Field(None, max_length=255,
+                                     description="The App Store id or Android package name (default: tiktok_app_id)")
+    test_event_code: str | None = Field(None, max_length=64, description="Test Connection's test event code")
+
+
+class Credentials(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    access_token: SecretStr = Field(min_length=1, description="An Events API access token")
 
 
 def pre_check(job: ForwardJob, now_ms: int) -> Outcome | None:
@@ -184,3 +203,12 @@ def _code(body: Any) -> int | None:
 def _text(code: int, body: Any) -> str:
     answer = body if isinstance(body, dict) else {}
     return f"TikTok code {code}: {answer.get('message') or 'no message'} (request_id {answer.get('request_id')})"
+
+
+SPEC = NetworkSpec(
+    name=NETWORK, title="TikTok Events API", default_base_url="https://business-api.tiktok.com",
+    batch_limit=BATCH_LIMIT, settings=Settings, credentials=Credentials,
+    pre_check=pre_check, build_request=build_request, classify=classify,
+    test_request=test_request, test_result=test_result,
+    click_ids=(ClickId("ttclid"),), default_event_names=DEFAULT_EVENT_NAMES,
+)

@@ -15,15 +15,16 @@ from services.dlq.cli import epoch_ms
 from services.gateway.event_input import (
     DEFAULT_MAX_REVENUE_AMOUNT,
     MAX_REVENUE_BOUND,
-    InputError,
     check_json_depth,
 )
-from services.gateway.store import NETWORKS, GatewayStore, NotFound
-from services.privacy.erasure import ErasureInputError, hash_identifiers
-from services.skan.decode import SchemaError
+from services.gateway.integration_settings import IntegrationInvalid, described, integration_names
+from services.gateway.store import GatewayStore, NotFound
+from services.privacy.erasure import hash_identifiers
 from shared.crypto import secrets_equal
+from shared.errors import InputError
 from shared.forwarding.model import ConnectionCheck, Integration
 from shared.kafka.dlq import DlqFilter
+from shared.networks.registry import registry
 
 
 class _Body(BaseModel):
@@ -158,6 +159,8 @@ def admin_routes(store: GatewayStore, admin_token: str | None, public_base_url: 
                 return await handler(request)
             except NotFound as exc:
                 return error_response(404, "not_found", str(exc))
+            except IntegrationInvalid as exc:
+                return error_response(400, "invalid_integration", exc.message, exc.field)
             except DataError:
                 # e.g. a NUL character or an over-long value that PostgreSQL refuses: bad input, not our fault.
                 return error_response(400, "invalid_request", "a value cannot be stored (NUL character or too long)")
@@ -171,9 +174,15 @@ def admin_routes(store: GatewayStore, admin_token: str | None, public_base_url: 
 
     def network_of(request: web.Request) -> str:
         network = request.match_info["network"]
-        if network not in NETWORKS:
-            raise NotFound(f"unknown network {network}; known: {', '.join(NETWORKS)}")
+        known = integration_names()
+        if network not in known:
+            raise NotFound(f"unknown network {network}; known: {', '.join(known)}")
         return network
+
+    @routes.get("/admin/v1/networks")
+    @guarded
+    async def networks(request: web.Request) -> web.StreamResponse:
+        return json_response({"networks": described()})
 
     @routes.post("/admin/v1/apps")
     @guarded
@@ -239,8 +248,8 @@ def admin_routes(store: GatewayStore, admin_token: str | None, public_base_url: 
             return body
         try:
             return json_response(await call(store.put_skan_schema, request.match_info["app_id"], body))
-        except SchemaError as exc:
-            return error_response(400, "invalid_schema", str(exc), getattr(exc, "field", None))
+        except InputError as exc:  # the schema's own (decode.parse_schema): the message names the field too
+            return error_response(400, "invalid_schema", str(exc), exc.field)
         except OverflowError:  # valid_from like 0001-01-01T00:00:00+14:00: outside datetime's range in UTC
             return error_response(400, "invalid_schema", "valid_from: is out of range", "valid_from")
 
@@ -255,7 +264,7 @@ def admin_routes(store: GatewayStore, admin_token: str | None, public_base_url: 
         if dead_letters is None:
             return error_response(503, "unavailable", "dead-letter listing is not configured")
         network = request.query.get("network") or None
-        if network is not None and network not in NETWORKS:
+        if network is not None and network not in registry().names:
             return error_response(400, "invalid_request", f"unknown network {network}", "network")
         try:
             letter_filter = DlqFilter(
@@ -294,7 +303,7 @@ def admin_routes(store: GatewayStore, admin_token: str | None, public_base_url: 
         try:
             identifiers = hash_identifiers(device_id=body.device_id, external_id=body.external_id,
                                            email=body.email, phone=body.phone)
-        except ErasureInputError as exc:
+        except InputError as exc:
             return error_response(400, "invalid_request", exc.message, exc.field)
         return json_response(await call(store.erase, request.match_info["app_id"], identifiers, body.dry_run))
 

@@ -30,7 +30,6 @@ from services.gateway.admin import (
 )
 from services.gateway.click_input import click_record
 from services.gateway.event_input import (
-    InputError,
     check_json_depth,
     event_field_prefix,
     parse_events,
@@ -38,10 +37,11 @@ from services.gateway.event_input import (
 )
 from services.gateway.openapi import document as openapi_document
 from services.gateway.store import GatewayStore, KeyOwner, LinkTarget, now_ms
-from services.skan.postback_input import PostbackInputError, SourceRateLimiter, parse_postback, transaction_key
+from services.skan.postback_input import SourceRateLimiter, parse_postback, transaction_key
 from shared.avro import AvroCodec
 from shared.crypto import secrets_equal
 from shared.db.session import database_unavailable
+from shared.errors import InputError
 from shared.kafka.producer import AsyncProducer, DeliveryFailed, ProducerQueueFull, RecordRefused
 from shared.kafka.records import OutRecord
 from shared.kafka.topics import CLICKS_RAW, EVENTS_RAW, SKAN_RAW
@@ -295,7 +295,7 @@ class Gateway:
             check_json_depth(postback)
             # An AdAttributionKit postback (jws-string) passes parse_postback without a transaction-id.
             transaction_id, sequence_index = transaction_key(postback)
-        except (PostbackInputError, InputError) as exc:
+        except InputError as exc:
             self._skan_intake.inc("invalid")
             return error_response(400, "invalid_postback", exc.message, exc.field)
         apple_app_id = str(postback.get("app-id"))

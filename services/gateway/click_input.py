@@ -13,18 +13,25 @@ from collections.abc import Mapping
 from typing import Any
 
 from services.attribution.matching import (
-    CLICK_ID_TYPES,
+    click_id_types,
+    click_ids_in,
     device_fingerprint,
     network_for_click_id_type,
     usable_ad_id,
 )
-from services.gateway.event_input import InputError
 from services.privacy.personal_data import Findings, identifier_problem, report_drops, scrub, scrub_text
+from shared.errors import InputError
+from shared.networks.registry import registry
 
-# Parameters with a meaning; anything else on a click is kept as a property.
-KNOWN_PARAMS = {*CLICK_ID_TYPES, "click_id", "idfa", "gaid", "campaign_id", "adset_id", "ad_id"}
+# Parameters with a meaning, besides every network's click id (any case: Snap's ScCid); anything else on a
+# click is kept as a property.
+KNOWN_PARAMS = {"click_id", "idfa", "gaid", "campaign_id", "adset_id", "ad_id"}
 MAX_VALUE_LEN = 500
 MAX_PROPERTIES = 50
+
+
+def is_click_id_param(name: str) -> bool:
+    return registry().click_id_type_of(name) is not None
 
 
 def click_record(
@@ -50,16 +57,18 @@ def click_record(
         text = str(value).strip()
         if len(text) > MAX_VALUE_LEN:
             raise InputError(name, f"longer than {MAX_VALUE_LEN} characters")
-        if name in KNOWN_PARAMS:
+        if name in KNOWN_PARAMS or is_click_id_param(name):
             problem = identifier_problem(text)
             if problem is not None:
                 raise InputError(name, problem)
         values[name] = text
 
     # The first network click id present wins; the link's network is the fallback.
-    click_id_type = next((t for t in CLICK_ID_TYPES if values.get(t)), None)
+    click_ids = click_ids_in(values)
+    click_id_type = next((t for t in click_id_types() if t in click_ids), None)
     network = network_for_click_id_type(click_id_type) if click_id_type else link_network
-    properties = {k: v for k, v in values.items() if k not in KNOWN_PARAMS or k.endswith("_id")}
+    properties = {k: v for k, v in values.items()
+                  if not is_click_id_param(k) and (k not in KNOWN_PARAMS or k.endswith("_id"))}
     properties.pop("click_id", None)
     if len(properties) > MAX_PROPERTIES:
         raise InputError("properties", f"at most {MAX_PROPERTIES} extra parameters")
@@ -77,7 +86,7 @@ def click_record(
         "network": network,
         "campaign": link_campaign or values.get("campaign_id"),
         "click_id_type": click_id_type,
-        "click_id": values.get(click_id_type) if click_id_type else None,
+        "click_id": click_ids.get(click_id_type) if click_id_type else None,
         "idfa": usable_ad_id(values.get("idfa")),
         "gaid": usable_ad_id(values.get("gaid")),
         "fingerprint": device_fingerprint(ip, user_agent),

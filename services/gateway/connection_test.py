@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import aiohttp
 
-from services.forwarders.registry import NETWORK_MODULES, network_module
 from shared.forwarding.http import TransportError, send_async
 from shared.forwarding.model import ConnectionCheck, Integration
 from shared.forwarding.redact import redact, secret_values
+from shared.networks.registry import UnknownNetwork, registry
 from shared.settings import Settings
 
 
@@ -19,23 +19,23 @@ async def test_connection(session: aiohttp.ClientSession, settings: Settings, in
 
 
 async def _dry_run(session: aiohttp.ClientSession, settings: Settings, integration: Integration) -> ConnectionCheck:
-    if integration.network not in NETWORK_MODULES:
+    try:
+        spec = registry().get(integration.network)
+    except UnknownNetwork:
         return ConnectionCheck(False, f"{integration.network} has no connection test")
-    module = network_module(integration.network)
     total = settings.forward_timeout_seconds
     timeout = aiohttp.ClientTimeout(total=total, connect=min(settings.forward_connect_timeout_seconds, total))
     try:
         access_token = None
-        token_request = getattr(module, "token_request", None)
-        if token_request is not None:
-            parsed = module.parse_token(  # type: ignore[attr-defined]
-                await send_async(session, token_request(integration, settings.google_oauth_token_url), timeout)
+        if spec.token_request is not None and spec.parse_token is not None:
+            parsed = spec.parse_token(
+                await send_async(session, spec.token_request(integration, settings.token_url(spec.name)), timeout)
             )
             if not isinstance(parsed, tuple):
-                return ConnectionCheck(False, f"token refresh failed: {parsed.reason}")
+                return ConnectionCheck(False, f"token refresh failed: {getattr(parsed, 'reason', parsed)}")
             access_token = parsed[0]
-        request = module.test_request(integration, settings.base_url(integration.network), access_token)
-        return module.test_result(await send_async(session, request, timeout))
+        request = spec.test_request(integration, settings.base_url(spec.name), access_token)
+        return spec.test_result(await send_async(session, request, timeout))
     except (KeyError, ValueError) as exc:
         return ConnectionCheck(False, f"integration is incomplete: {exc}")
     except TransportError as exc:

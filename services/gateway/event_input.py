@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, NotRequired
+from typing import Annotated, Any, Literal, NotRequired, cast
 
 import orjson
 from pydantic import (
@@ -32,7 +32,9 @@ from services.privacy.personal_data import (
     value_kind,
     with_offered_hashes,
 )
-from services.privacy.user_data import UserDataError, hash_user_data
+from services.privacy.user_data import hash_user_data
+from shared.errors import InputError
+from shared.networks.registry import registry
 
 # Far-future and ancient timestamps are client bugs; the networks reject them anyway.
 MAX_FUTURE_MS = 24 * 3600 * 1000
@@ -64,16 +66,6 @@ def _time_type(value: Any) -> Any:
     return value
 
 
-class InputError(ValueError):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-    def as_json(self) -> dict[str, str]:
-        return {"error": "invalid_request", "field": self.field, "message": self.message}
-
-
 # TypedDicts, not models: pydantic validates them in two thirds of the time and they need no model_dump.
 # Optional keys that were not sent are absent from the validated dict.
 _STRICT = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -94,15 +86,12 @@ class DeviceIn(TypedDict):
     app_version: NotRequired[Text | None]
 
 
-@with_config(_STRICT)
+# Besides these, a referrer carries network click ids under any registered network's parameter names, in
+# any case (`gclid`, Snap's `ScCid`): checked and renamed to their click id type by _referrer_click_ids.
+@with_config(ConfigDict(extra="allow", str_strip_whitespace=True))
 class ReferrerIn(TypedDict, total=False):
     install_referrer: Annotated[str, StringConstraints(max_length=4000)] | None
     click_id: ClickIdValue | None
-    fbclid: ClickIdValue | None
-    gclid: ClickIdValue | None
-    gbraid: ClickIdValue | None
-    wbraid: ClickIdValue | None
-    ttclid: ClickIdValue | None
 
 
 @with_config(_STRICT)
@@ -128,7 +117,8 @@ _EVENTS = TypeAdapter(list[EventIn])
 _EVENT_FIELDS = EventIn.__required_keys__ | EventIn.__optional_keys__
 _CONTAINERS = (dict, list)
 _NO_DEVICE_VALUES: dict[str, str | None] = dict.fromkeys(DeviceIn.__annotations__)  # every key, in order
-REFERRER_IDENTIFIERS = tuple(name for name in ReferrerIn.__annotations__ if name != "install_referrer")  # click ids
+_REFERRER_FIELDS = frozenset(ReferrerIn.__annotations__)
+MAX_CLICK_ID_LENGTH = 500
 
 
 def _field_path(prefix: str, loc: tuple[int | str, ...]) -> str:
@@ -238,7 +228,29 @@ def _validate_events(body: Any, max_batch: int) -> tuple[list[EventIn], str]:
         if not prefix:
             loc = loc[1:]  # a single event: no list index in the field name
         raise InputError(_field_path(prefix, loc) or "body", message) from None
+    for index, event in enumerate(events):
+        referrer = event.get("referrer")
+        if referrer and not referrer.keys() <= _REFERRER_FIELDS:
+            _referrer_click_ids(cast(dict[str, Any], referrer), _join(event_field_prefix(prefix, index), "referrer"))
     return events, prefix
+
+
+def _referrer_click_ids(referrer: dict[str, Any], field: str) -> None:
+    """Renames, in place, each referrer key beyond the declared ones to the click id type it names (any case:
+    `ScCid` -> `sccid`); a key no network names is refused, as pydantic refuses any other unknown field."""
+    for name in [name for name in referrer if name not in _REFERRER_FIELDS]:
+        click_id_type = registry().click_id_type_of(name)
+        path = _join(field, name)
+        if click_id_type is None:
+            raise InputError(path, "Extra inputs are not permitted")
+        value = referrer.pop(name)
+        if value is not None and not isinstance(value, str):
+            raise InputError(path, "Input should be a valid string")
+        value = value.strip() if value is not None else None
+        if value is not None and len(value) > MAX_CLICK_ID_LENGTH:
+            raise InputError(path, f"String should have at most {MAX_CLICK_ID_LENGTH} characters")
+        if referrer.get(click_id_type) is None:
+            referrer[click_id_type] = value
 
 
 # The events were pydantic models before they were TypedDicts: an event or typed part that is not an
@@ -275,7 +287,7 @@ def raw_event_record(
     user = event.get("user")
     try:
         user_hashes = hash_user_data(user) if user else {}
-    except UserDataError as exc:
+    except InputError as exc:  # a user field: named within the event
         raise InputError(_join(field, exc.field), str(exc)) from None
     _check_identifiers(event, field)
     findings = Findings()
@@ -338,9 +350,10 @@ def _amount_text(value: float) -> str:
 
 def _check_identifiers(event: EventIn, field: str) -> None:
     """Raises InputError naming the first identifier that looks like an email address or a phone number."""
+    referrer = event.get("referrer") or {}
     parts: list[tuple[str, Any, tuple[str, ...]]] = [
         ("", event, ("event_id", "event_name")), ("device.", event["device"], DEVICE_IDENTIFIERS),
-        ("referrer.", event.get("referrer") or {}, REFERRER_IDENTIFIERS)]
+        ("referrer.", referrer, tuple(name for name in referrer if name != "install_referrer"))]
     for prefix, part, names in parts:
         for name in names:
             value = part.get(name)

@@ -12,22 +12,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.attribution.matching import CLICK_ID_TYPES
 from services.gateway.click_input import KNOWN_PARAMS
 from services.gateway.event_input import (
     DEFAULT_MAX_REVENUE_AMOUNT,
     MAX_JSON_DEPTH,
     MAX_REVENUE_BOUND,
 )
-from services.gateway.store import NETWORKS as STORE_NETWORKS
+from services.gateway.integration_settings import integration_names
 from services.privacy.erasure import IDENTIFIER_KINDS
 from services.privacy.erasure import TABLES as ERASURE_TABLES
 from services.skan.postback_input import ENRICHMENT_KEYS
+from shared.networks.registry import registry
 
 MAX_BATCH = 500  # APPREFER_GATEWAY_MAX_BATCH's default
-CLICK_ID_PARAMS = list(CLICK_ID_TYPES)
-KNOWN_CLICK_PARAMS = [*CLICK_ID_PARAMS, *sorted(KNOWN_PARAMS - set(CLICK_ID_PARAMS))]
-NETWORKS = list(STORE_NETWORKS)
+# Every registered network's click id parameters (any case is accepted; these are the documented spellings).
+CLICK_ID_PARAMS = list(dict.fromkeys(name for click_id, _ in registry().click_ids
+                                     for name in (click_id.type, *click_id.params)))
+KNOWN_CLICK_PARAMS = [*CLICK_ID_PARAMS, *sorted(KNOWN_PARAMS)]
+NETWORKS = list(integration_names())
 SKAN_ENRICHMENT_PARAMS = list(ENRICHMENT_KEYS)
 
 
@@ -150,10 +152,19 @@ INTEGRATION = _obj({
 }, ["app_id", "network", "enabled", "settings", "event_map", "credentials_set", "updated_at_ms"])
 INTEGRATION_IN = _obj({
     "enabled": {"type": "boolean", "default": True},
-    "settings": {"type": "object"},
-    "credentials": _nullable({"type": "object"}),
+    "settings": {"type": "object", "description": "checked against the network's settings_schema "
+                                                   "(GET /admin/v1/networks); omitted: kept as stored"},
+    "credentials": _nullable({"type": "object", "description": "checked against the network's credentials_schema; "
+                                                              "omitted: kept as stored (required when none are)"}),
     "event_map": {"type": "object"},
-}, closed=True)
+}, closed=True, description="A wrong or missing setting or credential is a 400 naming it (settings.dataset_id)")
+NETWORK_DESCRIPTION = _obj({
+    "network": {"type": "string", "enum": NETWORKS},
+    "title": {"type": "string"},
+    "kind": {"type": "string", "enum": ["forward", "source"]},
+    "settings_schema": {"type": "object"},
+    "credentials_schema": {"type": "object"},
+}, ["network", "title", "kind", "settings_schema", "credentials_schema"])
 AUDIT_RECORD = _obj({
     "app_id": {"type": "string"},
     "event_id": {"type": "string"},
@@ -498,6 +509,11 @@ PATHS: dict[str, Any] = {
                        body=_body(_obj({"network": _nullable(_text(40)), "campaign": _nullable(_text(200)),
                                         "store_url": _nullable(_text(2000))}, closed=True), required=False),
                        errors=("400", "404", "413")),
+    },
+    "/admin/v1/networks": {
+        "get": _admin("Every network and inbound source, with its settings and credentials JSON schemas",
+                      {"200": _json(_obj({"networks": {"type": "array", "items": NETWORK_DESCRIPTION}}, ["networks"]),
+                                    "from the network registry: forms can be rendered from the schemas")}),
     },
     "/admin/v1/apps/{app_id}/integrations": {
         "get": _admin("The app's integrations",

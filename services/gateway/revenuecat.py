@@ -37,7 +37,6 @@ from services.gateway.event_input import (
     MAX_FUTURE_MS,
     MAX_REVENUE_BOUND,
     MIN_EVENT_TIME_MS,
-    InputError,
     check_revenue_amount,
 )
 from services.privacy.personal_data import (
@@ -50,7 +49,8 @@ from services.privacy.personal_data import (
     scrub,
     value_kind,
 )
-from services.privacy.user_data import UserDataError, hash_user_data, normalise_email, normalise_phone, sha256_hex
+from services.privacy.user_data import hash_user_data, normalise_email, normalise_phone, sha256_hex
+from shared.errors import InputError
 
 __all__ = [
     "SOURCE",
@@ -389,7 +389,7 @@ def _user_hashes(attributes: Mapping[str, str], app_user_id: Any) -> dict[str, s
             findings.offer(hash_field(kind, attributes[name])[1])
     hashes = findings.user_hashes
     if app_user_id is not None:
-        with contextlib.suppress(UserDataError):
+        with contextlib.suppress(InputError):
             hashes.update(hash_user_data({"external_id": app_user_id}))
     return hashes
 

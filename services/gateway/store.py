@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.gateway.integration_settings import checked
 from services.privacy.erasure import Identifiers, UnknownApp, erase
 from services.skan import decode
 from services.skan.postback_input import enrichment
@@ -24,8 +25,6 @@ from shared.db.models import (
     TrackingLink,
 )
 from shared.forwarding.model import Integration as IntegrationConfig
-
-NETWORKS = ("meta", "google_ads", "tiktok", "skan_postback", "revenuecat")
 
 
 def now_ms() -> int:
@@ -144,22 +143,31 @@ class GatewayStore:
                 "network": link.network, "campaign": link.campaign, "store_url": link.store_url}
 
     def put_integration(self, app_id: str, network: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Settings and credentials are checked against the network's models (IntegrationInvalid naming the
+        field): the settings the integration will hold, and the credentials given, or, when none are given
+        nor stored, whether the network can do without."""
         with self._sessions.begin() as session:
             self._require_app(session, app_id)
             row = session.get(Integration, (app_id, network))
+            stored_settings = row.settings if row is not None else {}
+            settings = checked(network, "settings", body.get("settings", stored_settings))
+            credentials = body.get("credentials")
+            if credentials is not None:
+                credentials = checked(network, "credentials", credentials)
+            elif row is None or row.credentials_encrypted is None:
+                checked(network, "credentials", {})
             if row is None:
                 row = Integration(app_id=app_id, network=network, enabled=True, settings={}, event_map={})
                 session.add(row)
             if "enabled" in body:
                 row.enabled = bool(body["enabled"])
-            if "settings" in body:
-                row.settings = dict(body["settings"])
+            row.settings = settings
             if "event_map" in body:
                 row.event_map = dict(body["event_map"])
-            if body.get("credentials") is not None:
+            if credentials is not None:
                 if self._secret_key is None:
                     raise RuntimeError("APPREFER_SECRET_KEY is not set: credentials cannot be stored")
-                row.credentials_encrypted = encrypt_credentials(self._secret_key, dict(body["credentials"]))
+                row.credentials_encrypted = encrypt_credentials(self._secret_key, credentials)
             row.updated_at_ms = now_ms()
             session.flush()
             return integration_json(row)
@@ -208,7 +216,7 @@ class GatewayStore:
                                      enabled=row.enabled)
 
     def put_skan_schema(self, app_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        schema = decode.parse_schema(body)  # SchemaError (a ValueError naming the field) -> 400
+        schema = decode.parse_schema(body)  # InputError naming the field -> 400
         with self._sessions.begin() as session:
             self._require_app(session, app_id)
             row = session.get(SkanConversionSchema, (app_id, schema.schema_id))

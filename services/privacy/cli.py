@@ -14,13 +14,13 @@ from rich.table import Table
 from services.privacy.erasure import (
     IDENTIFIER_KINDS,
     KAFKA_NOTE,
-    ErasureInputError,
     UnknownApp,
     erase,
     hash_identifiers,
 )
 from services.privacy.retention import count_expired, now_ms, prune, windows
 from shared.db.session import make_engine, make_sessionmaker
+from shared.errors import InputError
 from shared.settings import Settings
 
 
@@ -43,7 +43,7 @@ def run_erase(settings: Settings, args: argparse.Namespace) -> int:
     try:
         identifiers = hash_identifiers(device_id=args.device_id, external_id=args.external_id, email=args.email,
                                        phone=args.phone)
-    except ErasureInputError as exc:
+    except InputError as exc:
         if exc.field == "body":
             options = ", ".join(_option(kind) for kind in IDENTIFIER_KINDS)
             print(f"apprefer erase: give at least one of {options}", file=sys.stderr)

@@ -32,9 +32,10 @@ from sqlalchemy import CursorResult, Text, and_, delete, or_, select, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.privacy.user_data import UserDataError, hash_user_data
+from services.privacy.user_data import hash_user_data
 from shared.crypto import new_id
 from shared.db.models import App, AuditEntry, Click, DeviceIdentity, ErasureRequest, Install, SkanPostback
+from shared.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +53,6 @@ KAFKA_NOTE = ("records already on Kafka are not erased: they age out under the t
               "(retention.ms set by `apprefer topics create`, APPREFER_TOPIC_RETENTION_MS, default 7 days)")
 
 Progress = Callable[[str, int], None]  # (table, rows) as each table is done
-
-
-class ErasureInputError(ValueError):
-    """An identifier is unusable: `field` names it (`body` when none was given)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 class UnknownApp(LookupError):
@@ -89,18 +81,19 @@ class Identifiers:
 def _storable(name: str, value: str) -> None:
     # PostgreSQL refuses a NUL in text, and a lone surrogate (a mangled argv or header) cannot be encoded.
     if "\x00" in value:
-        raise ErasureInputError(name, "must not contain a NUL character")
+        raise InputError(name, "must not contain a NUL character")
     try:
         value.encode()
     except UnicodeEncodeError:
-        raise ErasureInputError(name, "is not valid Unicode text") from None
+        raise InputError(name, "is not valid Unicode text") from None
 
 
 def hash_identifiers(*, device_id: str | None = None, external_id: str | None = None, email: str | None = None,
                      phone: str | None = None) -> Identifiers:
     """The identifiers as the gateway stores them; blank ones count as not given.
 
-    :raises ErasureInputError: none given, or one the gateway would have refused (not an email address, ...).
+    :raises InputError: none given (field `body`), or one the gateway would have refused (not an email address, ...),
+        its field the identifier's name.
     """
     personal = {"external_id": external_id, "email": email, "phone": phone}
     for name, value in {"device_id": device_id, **personal}.items():
@@ -110,14 +103,13 @@ def hash_identifiers(*, device_id: str | None = None, external_id: str | None = 
     try:
         # The gateway's own hashing: a 64-hex value is taken as already hashed, as it is there.
         hashed = hash_user_data({name: value for name, value in personal.items() if value is not None})
-    except UserDataError as exc:
-        name = exc.field.removeprefix("user.")
-        raise ErasureInputError(name, str(exc).removeprefix(f"{exc.field}: ")) from None
+    except InputError as exc:
+        raise InputError(exc.field.removeprefix("user."), exc.message) from None
     hashes = {name: hashed[key] for name, key in (("external_id", "external_id"), ("email", "em"),
                                                   ("phone", "ph")) if key in hashed}
     kinds = tuple(kind for kind in IDENTIFIER_KINDS if (kind == "device_id" and device) or kind in hashes)
     if not kinds:
-        raise ErasureInputError("body", "give at least one of device_id, external_id, email or phone")
+        raise InputError("body", "give at least one of device_id, external_id, email or phone")
     return Identifiers(kinds=kinds, device_id=device, hashes=hashes, phone_e164_hash=hashed.get("ph_e164"))
 
 

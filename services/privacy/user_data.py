@@ -25,8 +25,9 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from datetime import date
 
+from shared.errors import InputError
+
 __all__ = [
-    "UserDataError",
     "hash_user_data",
     "normalise_city",
     "normalise_country",
@@ -40,14 +41,6 @@ __all__ = [
     "normalise_zip",
     "sha256_hex",
 ]
-
-
-class UserDataError(ValueError):
-    """A ``user`` field is unknown or invalid; ``field`` is e.g. ``"user.email"``."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
 
 
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
@@ -187,7 +180,7 @@ def _as_text(key: str, value: object) -> str | None:
         return value
     if key in _INT_OK and isinstance(value, int) and not isinstance(value, bool):
         return str(value)
-    raise UserDataError(f"user.{key}", "must be a string")
+    raise InputError(f"user.{key}", "must be a string")
 
 
 def hash_user_data(user: Mapping[str, object]) -> dict[str, str]:
@@ -196,13 +189,14 @@ def hash_user_data(user: Mapping[str, object]) -> dict[str, str]:
     Missing, null and blank values are omitted. A value that already is 64 hex characters
     is taken as a SHA-256 hash and passed through lowercased.
 
-    :raises UserDataError: on an unknown key, a non-string value or an invalid value.
+    :raises InputError: on an unknown key, a non-string value or an invalid value; ``field`` is e.g.
+        ``"user.email"``.
     """
     hashed: dict[str, str] = {}
     for key, raw in user.items():
         spec = _FIELDS.get(key)
         if spec is None:
-            raise UserDataError(f"user.{key}", "unknown field")
+            raise InputError(f"user.{key}", "unknown field")
         text = raw if type(raw) is str else _as_text(key, raw)  # the common case without a call
         if text is None:
             continue
@@ -225,7 +219,7 @@ def hash_user_data(user: Mapping[str, object]) -> dict[str, str]:
             if meta_key == "ph":
                 hashed["ph_e164"] = sha256_hex("+" + normalised)
         except UnicodeEncodeError:  # lone surrogates from a lax JSON decoder
-            raise UserDataError(f"user.{key}", "is not valid Unicode text") from None
+            raise InputError(f"user.{key}", "is not valid Unicode text") from None
         except ValueError as exc:
-            raise UserDataError(f"user.{key}", str(exc)) from None
+            raise InputError(f"user.{key}", str(exc)) from None
     return hashed

@@ -16,22 +16,21 @@ from typing import Any
 
 import orjson
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.catalog import consumer_topics
 from services.skan import decode
 from services.skan.postback_input import summary, transaction_key
 from services.skan.verify import verify_postback
 from shared.avro import AvroCodec
 from shared.db.models import App, SkanConversionSchema, SkanPostback
 from shared.db.upsert import insert_if_new
-from shared.kafka.consumer import TransientError
-from shared.kafka.records import InRecord, OutRecord, dead_letter_of
-from shared.kafka.topics import SKAN_DECODED, SKAN_RAW
+from shared.kafka.records import InRecord, OutRecord
+from shared.kafka.topics import SKAN_DECODED
 from shared.metrics import SKAN_POSTBACKS
 
 SERVICE = "skan"
-TOPICS = (SKAN_RAW,)
+TOPICS = consumer_topics(SERVICE)
 VALUE_FIELDS = ("conversion-value", "coarse-conversion-value")
 
 
@@ -47,20 +46,17 @@ def accepted(policy: str, valid: bool) -> bool:
 
 
 class SkanHandler:
+    SCHEMAS = frozenset({"apprefer.SkanPostback"})  # the loop dead-letters any other
+
     def __init__(self, sessions: sessionmaker[Session], codec: AvroCodec) -> None:
         self._sessions = sessions
         self._codec = codec
 
     def __call__(self, records: list[InRecord]) -> list[OutRecord]:
-        try:
-            with self._sessions.begin() as session:
-                return [out for record in records for out in self._process(session, record)]
-        except OperationalError as exc:
-            raise TransientError(str(exc)) from exc
+        with self._sessions.begin() as session:
+            return [out for record in records for out in self._process(session, record)]
 
     def _process(self, session: Session, record: InRecord) -> list[OutRecord]:
-        if record.schema != "apprefer.SkanPostback":
-            return [dead_letter_of(record, f"unexpected schema {record.schema}", SERVICE)]
         incoming = record.value
         postback = orjson.loads(incoming["postback_json"])
         transaction_id, sequence_index = transaction_key(postback)

@@ -41,6 +41,7 @@ from services.skan.postback_input import (
     postback_timestamp_ms,
     sequence_index,
 )
+from shared.errors import InputError
 
 __all__ = [
     "ATTRIBUTION_SOURCE",
@@ -49,7 +50,6 @@ __all__ = [
     "DecodedRecord",
     "Mode",
     "RecordKind",
-    "SchemaError",
     "SignaturePolicy",
     "TableRow",
     "decode",
@@ -86,15 +86,6 @@ _ROW_KEYS = frozenset(
 # RFC 3339 date-time: date, T (or space), time, optional fraction, mandatory offset.
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 _CURRENCY = re.compile(r"[A-Z]{3}")
-
-
-class SchemaError(ValueError):
-    """A conversion schema that cannot be used; ``field`` is its path (``fine.7[0].max_count``)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -196,67 +187,67 @@ def _row_dict(row: TableRow) -> dict[str, Any]:
 
 def _text(value: object, path: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise SchemaError(path, "must be a non-empty string")
+        raise InputError(path, "must be a non-empty string")
     return value.strip()
 
 
 def _int(value: object, path: str, *, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise SchemaError(path, "must be an integer")
+        raise InputError(path, "must be an integer")
     if value < minimum:
-        raise SchemaError(path, f"must be >= {minimum}")
+        raise InputError(path, f"must be >= {minimum}")
     return value
 
 
 def _number(value: object, path: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise SchemaError(path, "must be a number")
+        raise InputError(path, "must be a number")
     number = float(value)
     if not math.isfinite(number) or number < 0:
-        raise SchemaError(path, "must be a finite number >= 0")
+        raise InputError(path, "must be a finite number >= 0")
     return number
 
 
 def _currency(value: object, path: str) -> str:
     if not isinstance(value, str) or not _CURRENCY.fullmatch(value):
-        raise SchemaError(path, "must be an ISO 4217 code such as USD")
+        raise InputError(path, "must be an ISO 4217 code such as USD")
     return value
 
 
 def _timestamp(value: object, path: str) -> datetime:
     if not isinstance(value, str) or not _RFC3339.fullmatch(value):
-        raise SchemaError(path, "must be an RFC 3339 date-time with an offset, such as 2020-01-01T00:00:00Z")
+        raise InputError(path, "must be an RFC 3339 date-time with an offset, such as 2020-01-01T00:00:00Z")
     try:
         parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     except ValueError as exc:  # 2020-02-30 and the like
-        raise SchemaError(path, f"is not a valid date-time ({exc})") from None
+        raise InputError(path, f"is not a valid date-time ({exc})") from None
     return parsed.astimezone(UTC)
 
 
 def _range(row: Mapping[str, Any], low: str, high: str, path: str) -> tuple[float | None, float | None]:
     if row.get(low) is None and row.get(high) is not None:
-        raise SchemaError(f"{path}.{low}", f"required with {high}")
+        raise InputError(f"{path}.{low}", f"required with {high}")
     if row.get(high) is None and row.get(low) is not None:
-        raise SchemaError(f"{path}.{high}", f"required with {low}")
+        raise InputError(f"{path}.{high}", f"required with {low}")
     if row.get(low) is None:
         return None, None
     lo, hi = _number(row[low], f"{path}.{low}"), _number(row[high], f"{path}.{high}")
     if hi < lo:
-        raise SchemaError(f"{path}.{high}", f"must be >= {low}")
+        raise InputError(f"{path}.{high}", f"must be >= {low}")
     return lo, hi
 
 
 def _row(raw: object, path: str) -> TableRow:
     if not isinstance(raw, Mapping):
-        raise SchemaError(path, "must be an object")
+        raise InputError(path, "must be an object")
     unknown = sorted(set(raw) - _ROW_KEYS)
     if unknown:
-        raise SchemaError(f"{path}.{unknown[0]}", "unknown field")
+        raise InputError(f"{path}.{unknown[0]}", "unknown field")
     event_name = _text(raw.get("event_name"), f"{path}.event_name")
     min_count = _int(raw.get("min_count", 1), f"{path}.min_count")
     max_count = _int(raw.get("max_count", min_count), f"{path}.max_count", minimum=1)
     if max_count < min_count:
-        raise SchemaError(f"{path}.max_count", "must be >= min_count")
+        raise InputError(f"{path}.max_count", "must be >= min_count")
     min_revenue, max_revenue = _range(raw, "min_revenue", "max_revenue", path)
     min_hours, max_hours = _range(raw, "min_hours", "max_hours", path)
     currency = raw.get("currency")
@@ -274,35 +265,35 @@ def _row(raw: object, path: str) -> TableRow:
 
 def _rows(raw: object, path: str) -> tuple[TableRow, ...]:
     if not isinstance(raw, list):
-        raise SchemaError(path, "must be a list of rows")
+        raise InputError(path, "must be a list of rows")
     return tuple(_row(item, f"{path}[{i}]") for i, item in enumerate(raw))
 
 
 def _index_key(key: object, path: str, maximum: int) -> int:
     # Canonical decimals only: "07" next to "7" would silently overwrite one of them.
     if not isinstance(key, str) or key not in {str(i) for i in range(maximum + 1)}:
-        raise SchemaError(f"{path}.{key}", f"key must be an integer from 0 to {maximum}")
+        raise InputError(f"{path}.{key}", f"key must be an integer from 0 to {maximum}")
     return int(key)
 
 
 def _fine(raw: object) -> Mapping[int, tuple[TableRow, ...]]:
     if not isinstance(raw, Mapping):
-        raise SchemaError("fine", "must be an object of conversion value -> rows")
+        raise InputError("fine", "must be an object of conversion value -> rows")
     table = {_index_key(key, "fine", MAX_FINE_VALUE): _rows(rows, f"fine.{key}") for key, rows in raw.items()}
     return dict(sorted(table.items()))
 
 
 def _coarse(raw: object) -> Mapping[int, Mapping[str, tuple[TableRow, ...]]]:
     if not isinstance(raw, Mapping):
-        raise SchemaError("coarse", "must be an object of window -> {low, medium, high}")
+        raise InputError("coarse", "must be an object of window -> {low, medium, high}")
     windows: dict[int, Mapping[str, tuple[TableRow, ...]]] = {}
     for key, levels in raw.items():
         window = _index_key(key, "coarse", MAX_SEQUENCE_INDEX)
         if not isinstance(levels, Mapping):
-            raise SchemaError(f"coarse.{key}", "must be an object with low, medium and/or high")
+            raise InputError(f"coarse.{key}", "must be an object with low, medium and/or high")
         for level in levels:
             if level not in COARSE_VALUES:
-                raise SchemaError(f"coarse.{key}.{level}", "must be low, medium or high")
+                raise InputError(f"coarse.{key}.{level}", "must be low, medium or high")
         windows[window] = {
             level: _rows(levels[level], f"coarse.{key}.{level}") for level in COARSE_VALUES if level in levels
         }
@@ -310,7 +301,7 @@ def _coarse(raw: object) -> Mapping[int, Mapping[str, tuple[TableRow, ...]]]:
 
 
 def parse_schema(data: Mapping[str, Any] | str | bytes) -> ConversionSchema:
-    """Validate a schema (JSON text or the parsed object); raises SchemaError (a ValueError) naming the field.
+    """Validate a schema (JSON text or the parsed object); raises InputError naming the field.
 
     Required: schema_id, valid_from (RFC 3339), mode, and the mode's own fields (revenue, engagement:
     event_name; conversion: events, 1 to 6 names; table: fine and/or coarse). Defaults: signature_policy
@@ -321,19 +312,19 @@ def parse_schema(data: Mapping[str, Any] | str | bytes) -> ConversionSchema:
         try:
             data = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            raise SchemaError("body", f"malformed JSON ({exc})") from None
+            raise InputError("body", f"malformed JSON ({exc})") from None
     if not isinstance(data, Mapping):
-        raise SchemaError("body", "must be a JSON object")
+        raise InputError("body", "must be a JSON object")
 
     mode = data.get("mode")
     if mode not in MODES:
-        raise SchemaError("mode", f"must be one of {', '.join(MODES)}")
+        raise InputError("mode", f"must be one of {', '.join(MODES)}")
     unknown = sorted(set(data) - _COMMON_KEYS - _MODE_KEYS[mode])
     if unknown:
-        raise SchemaError(unknown[0], f"not a field of a {mode} schema")
+        raise InputError(unknown[0], f"not a field of a {mode} schema")
     policy = data.get("signature_policy") or "enforce"  # null = absent
     if policy not in SIGNATURE_POLICIES:
-        raise SchemaError("signature_policy", f"must be one of {', '.join(SIGNATURE_POLICIES)}")
+        raise InputError("signature_policy", f"must be one of {', '.join(SIGNATURE_POLICIES)}")
 
     schema_id = _text(data.get("schema_id"), "schema_id")
     valid_from = _timestamp(data.get("valid_from"), "valid_from")
@@ -349,15 +340,15 @@ def parse_schema(data: Mapping[str, Any] | str | bytes) -> ConversionSchema:
     if mode == "revenue" and data.get("unit") is not None:
         unit = _number(data["unit"], "unit")
         if unit == 0:
-            raise SchemaError("unit", "must be > 0")
+            raise InputError("unit", "must be > 0")
     if mode == "conversion":
         raw_events = data.get("events")
         if not isinstance(raw_events, list) or not 1 <= len(raw_events) <= MAX_CONVERSION_EVENTS:
-            raise SchemaError("events", f"must be a list of 1 to {MAX_CONVERSION_EVENTS} event names")
+            raise InputError("events", f"must be a list of 1 to {MAX_CONVERSION_EVENTS} event names")
         events = tuple(_text(name, f"events[{i}]") for i, name in enumerate(raw_events))
     if mode == "table":
         if data.get("fine") is None and not coarse:
-            raise SchemaError("fine", "a table schema needs fine and/or coarse rows")
+            raise InputError("fine", "a table schema needs fine and/or coarse rows")
         if data.get("fine") is not None:
             fine = _fine(data["fine"])
 

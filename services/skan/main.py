@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services.catalog import group_id
 from services.skan.consumer import SERVICE, TOPICS, SkanHandler
 from shared.avro import codec
 from shared.db.session import make_engine, make_sessionmaker
@@ -12,7 +13,7 @@ from shared.settings import Settings
 def run(settings: Settings) -> None:
     engine = make_engine(settings.effective_database_url)
     try:
-        run_consumer(settings, service=SERVICE, group_id="apprefer-skan", topics=TOPICS,
+        run_consumer(settings, service=SERVICE, group_id=group_id(SERVICE), topics=TOPICS,
                      handler=SkanHandler(make_sessionmaker(engine), codec()), engine=engine)
     finally:
         engine.dispose()

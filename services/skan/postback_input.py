@@ -3,7 +3,7 @@
 Both ingest paths use it: ``POST /v1/skan/postbacks`` (an ad network's enrich-and-forward POST, or the device
 re-sending its body after a network's 307 redirect, with the campaign details as query parameters) and
 ``POST /.well-known/skadnetwork/report-attribution/`` (Apple's copy to the advertiser). The gateway answers
-400 exactly when :func:`parse_postback` raises :class:`PostbackInputError`, 200 otherwise (duplicates
+400 exactly when :func:`parse_postback` raises :class:`~shared.errors.InputError`, 200 otherwise (duplicates
 included) unless the body is over its limit (413) or the source sent too many for an app id no app has (429).
 The raw body is kept by the caller for audit; nothing here alters Apple's fields. For postbacks no app is
 waiting for, :func:`summary` is what is kept and :class:`SourceRateLimiter` bounds how many a source may send.
@@ -26,6 +26,7 @@ import orjson
 
 from services.privacy.personal_data import Findings, TooDeep, report_drops, scrub
 from services.skan.verify import missing_fields
+from shared.errors import InputError
 
 __all__ = [
     "APPLE_FIELDS",
@@ -33,7 +34,6 @@ __all__ = [
     "ENRICHMENT_KEYS",
     "SOURCE_IDENTIFIER_ALIAS",
     "SUMMARY_FIELDS",
-    "PostbackInputError",
     "SourceRateLimiter",
     "enrichment",
     "flag",
@@ -93,18 +93,6 @@ MAX_SEQUENCE_INDEX = 2  # SKAN 4: windows 0, 1, 2
 MAX_FINE_VALUE = 63
 
 
-class PostbackInputError(ValueError):
-    """The request is not a usable postback: the gateway answers 400 naming ``field`` ("body" for the body)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-    def as_json(self) -> dict[str, str]:
-        return {"error": "invalid_postback", "field": self.field, "message": self.message}
-
-
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -112,7 +100,7 @@ def _is_int(value: object) -> bool:
 def sequence_index(postback: Mapping[str, Any]) -> int:
     """``postback-sequence-index`` as an int; absent or null (SKAN 1-3) is window 0.
 
-    Raises PostbackInputError when the value is not 0, 1 or 2 (an int or a string of one digit).
+    Raises InputError when the value is not 0, 1 or 2 (an int or a string of one digit).
     """
     raw = postback.get("postback-sequence-index")
     if raw is None:
@@ -120,7 +108,7 @@ def sequence_index(postback: Mapping[str, Any]) -> int:
     if isinstance(raw, str) and raw.isdecimal() and len(raw) == 1:
         raw = int(raw)
     if not _is_int(raw) or not 0 <= raw <= MAX_SEQUENCE_INDEX:
-        raise PostbackInputError("postback-sequence-index", "must be 0, 1 or 2")
+        raise InputError("postback-sequence-index", "must be 0, 1 or 2")
     return int(raw)
 
 
@@ -128,7 +116,7 @@ def transaction_key(postback: Mapping[str, Any]) -> tuple[str, int]:
     """The uniqueness key: (transaction-id, postback-sequence-index or 0)."""
     tid = postback.get("transaction-id")
     if not isinstance(tid, str) or not tid.strip():
-        raise PostbackInputError("transaction-id", "must be a non-empty string")
+        raise InputError("transaction-id", "must be a non-empty string")
     return tid, sequence_index(postback)
 
 
@@ -192,17 +180,17 @@ def _check_values(postback: Mapping[str, Any]) -> None:
     for name, longest in _LONGEST.items():
         value = postback.get(name)
         if value is not None and len(str(value)) > longest:
-            raise PostbackInputError(name, f"longer than {longest} characters")
+            raise InputError(name, f"longer than {longest} characters")
     fine = postback.get("conversion-value")
     if fine is not None and (not _is_int(fine) or not 0 <= fine <= MAX_FINE_VALUE):
-        raise PostbackInputError("conversion-value", "must be an integer from 0 to 63, or null")
+        raise InputError("conversion-value", "must be an integer from 0 to 63, or null")
     coarse = postback.get("coarse-conversion-value")
     if coarse is not None and coarse not in COARSE_VALUES:
-        raise PostbackInputError("coarse-conversion-value", "must be low, medium or high, or null")
+        raise InputError("coarse-conversion-value", "must be low, medium or high, or null")
 
 
 def parse_postback(body: bytes, query: Mapping[str, str]) -> dict[str, Any]:
-    """The postback to store and decode; raises PostbackInputError (answer 400) when it is not one.
+    """The postback to store and decode; raises InputError (answer 400) when it is not one.
 
     - ``body``: the raw request body (JSON object). Empty, malformed or not an object: field "body".
     - ``query``: the redirect method's query parameters. Each is added only when the body has no such key
@@ -222,13 +210,13 @@ def parse_postback(body: bytes, query: Mapping[str, str]) -> dict[str, Any]:
     Unknown keys are kept, never an error. The signature is not checked here (per-app policy, later).
     """
     if not body or not body.strip():
-        raise PostbackInputError("body", "empty body")
+        raise InputError("body", "empty body")
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise PostbackInputError("body", f"malformed JSON ({exc})") from None
+        raise InputError("body", f"malformed JSON ({exc})") from None
     if not isinstance(parsed, dict):
-        raise PostbackInputError("body", f"must be a JSON object, got {type(parsed).__name__}")
+        raise InputError("body", f"must be a JSON object, got {type(parsed).__name__}")
     postback: dict[str, Any] = parsed
 
     if postback.get("source-identifier") is None and postback.get(SOURCE_IDENTIFIER_ALIAS) is not None:
@@ -243,7 +231,7 @@ def parse_postback(body: bytes, query: Mapping[str, str]) -> dict[str, Any]:
 
     missing = missing_fields(postback)
     if missing:
-        raise PostbackInputError(missing[0], "missing mandatory field")
+        raise InputError(missing[0], "missing mandatory field")
     _check_values(postback)
     return postback
 
@@ -262,12 +250,12 @@ def _scrub_enrichment(postback: dict[str, Any], from_body: set[str]) -> None:
         try:
             scrubbed = scrub({name: value}, "", found)
         except TooDeep as exc:
-            raise PostbackInputError("body", str(exc)) from None
+            raise InputError("body", str(exc)) from None
         if scrubbed.get(name, _MISSING) == value and not found.dropped:
             continue  # nothing personal, or a field named like personal data that is hashed already
         if name in from_body:
             path, _ = (found.dropped or found.hashed)[0]
-            raise PostbackInputError(path, _BODY_PERSONAL_DATA)
+            raise InputError(path, _BODY_PERSONAL_DATA)
         findings.dropped += found.dropped
         findings.hashed += found.hashed
         if name in scrubbed:

@@ -40,7 +40,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.avro import AvroCodec
@@ -62,13 +61,12 @@ from shared.forwarding.model import (
     RefreshCredentials,
     RetryLater,
 )
-from shared.forwarding.network import NetworkModule
 from shared.forwarding.rate_limit import RATE_LIMIT_CODES, RateLimits
 from shared.forwarding.redact import redact, secret_values
-from shared.kafka.consumer import TransientError
 from shared.kafka.records import InRecord, OutRecord, dead_letter_of
 from shared.kafka.topics import dlq, forward_topic
 from shared.metrics import FORWARD_BREAKERS_OPEN, FORWARD_IN_FLIGHT, FORWARD_OUTCOMES, FORWARD_RATE
+from shared.networks.spec import NetworkSpec
 
 log = logging.getLogger(__name__)
 
@@ -130,13 +128,15 @@ def request_hash(request: HttpRequest) -> str:
 
 
 class ForwarderHandler:
-    def __init__(self, *, module: NetworkModule, sessions: sessionmaker[Session], codec: AvroCodec,
+    SCHEMAS = frozenset({"apprefer.ForwardJob"})  # the loop dead-letters any other
+
+    def __init__(self, *, spec: NetworkSpec, sessions: sessionmaker[Session], codec: AvroCodec,
                  secret_key: str | None, http: HttpClient, base_url: str, token_url: str,
                  retry_delays: Sequence[float], service: str | None = None, max_rps: float = 1000.0,
                  isolation: Isolation = Isolation()) -> None:
-        self._module = module
-        self._network = module.NETWORK
-        self._service = service or f"forwarder-{module.NETWORK}"
+        self._spec = spec
+        self._network = spec.name
+        self._service = service or f"forwarder-{spec.name}"
         self._sessions = sessions
         self._codec = codec
         self._integrations = IntegrationCache(secret_key)
@@ -152,19 +152,8 @@ class ForwarderHandler:
         self._late_by_app: Counter[str] = Counter()  # of those, per integration
 
     def __call__(self, records: list[InRecord]) -> list[OutRecord]:
-        try:
-            return self._handle(records)
-        except OperationalError as exc:
-            raise TransientError(str(exc)) from exc
-
-    def _handle(self, records: list[InRecord]) -> list[OutRecord]:
         outputs: list[OutRecord] = []
-        pending: list[tuple[ForwardJob, InRecord]] = []
-        for record in records:
-            if record.schema != "apprefer.ForwardJob":
-                outputs.append(dead_letter_of(record, f"unexpected schema {record.schema}", self._service))
-                continue
-            pending.append((ForwardJob.from_record(record.value), record))
+        pending = [(ForwardJob.from_record(record.value), record) for record in records]
 
         with self._sessions() as session:
             delivered = self._already_delivered(session, [job for job, _ in pending])
@@ -184,7 +173,7 @@ class ForwarderHandler:
                 outputs.append(self._audit(job, "sandbox", detail="sandbox (pk_test_) job: not forwarded"))
             else:
                 integration = integrations[job.app_id].get(self._network)
-                early = self._module.pre_check(job, now_ms)
+                early = self._spec.pre_check(job, now_ms)
                 if integration is None or not integration.enabled:
                     early = Permanent(f"no enabled {self._network} integration for app {job.app_id}")
                 if early is not None:
@@ -192,9 +181,9 @@ class ForwarderHandler:
                 else:
                     by_app[job.app_id].append((job, record))
 
-        chunks = [(integrations[app_id][self._network], app_jobs[start:start + self._module.BATCH_LIMIT])
+        chunks = [(integrations[app_id][self._network], app_jobs[start:start + self._spec.batch_limit])
                   for app_id, app_jobs in by_app.items()
-                  for start in range(0, len(app_jobs), self._module.BATCH_LIMIT)]
+                  for start in range(0, len(app_jobs), self._spec.batch_limit)]
         if chunks:
             attempts += self._http.run(self._deliver_all(chunks))
 
@@ -270,7 +259,7 @@ class ForwarderHandler:
         if not isinstance(token_or_outcome, str | None):
             return [Attempt(job, record, token_or_outcome) for job, record in chunk]
         try:
-            request = self._module.build_request(jobs, integration, self._base_url, token_or_outcome)
+            request = self._spec.build_request(jobs, integration, self._base_url, token_or_outcome)
         except (KeyError, ValueError, TypeError) as exc:
             # A misconfigured integration (missing dataset_id, ...): nothing to retry until fixed.
             reason = f"cannot build the {self._network} request: {type(exc).__name__}: {exc}"
@@ -354,7 +343,7 @@ class ForwarderHandler:
 
     def _classify(self, response: HttpResponse, jobs: list[ForwardJob]) -> list[Outcome]:
         try:
-            outcomes = self._module.classify(response, jobs)
+            outcomes = self._spec.classify(response, jobs)
         except Exception as exc:  # a classifier bug must not become a crash loop
             log.exception("classifier failed", extra={"network": self._network})
             return [Permanent(f"unclassifiable {response.status} answer: {exc}")] * len(jobs)
@@ -363,8 +352,7 @@ class ForwarderHandler:
         return outcomes
 
     async def _access_token(self, integration: Integration) -> str | Outcome | None:
-        token_request = getattr(self._module, "token_request", None)
-        parse_token = getattr(self._module, "parse_token", None)
+        token_request, parse_token = self._spec.token_request, self._spec.parse_token
         if token_request is None or parse_token is None:
             return None
         cached = self._tokens.get(integration.app_id)

@@ -2,12 +2,14 @@
 
 At its core it is the canonical at-least-once consumer: poll a batch, process it, produce the
 outputs and wait for their acknowledgements, then commit the offsets. Around that core:
-undecodable records and records the handler rejects go to `<topic>.dlq` with the error and their
-provenance (never a crash loop); a `TransientError` retries the batch in place; an output the
-broker refuses for good (too large) is dead-lettered as the input it came from, while the batch's
-other outputs are produced once; outputs the broker does not acknowledge are sent again until it
-does; SIGTERM finishes the batch in hand, commits, and leaves the group. A fatal consumer error
-ends the process (non-zero), so its supervisor starts a fresh one.
+undecodable records, records of a schema the handler does not take, and records the handler
+rejects go to `<topic>.dlq` with the error and their provenance (never a crash loop); a
+`TransientError`, or an error of a type the runner was given as transient (the database's, from
+shared.service), retries the batch in place; an output the broker refuses for good (too large) is
+dead-lettered as the input it came from, while the batch's other outputs are produced once;
+outputs the broker does not acknowledge are sent again until it does; SIGTERM finishes the batch
+in hand, commits, and leaves the group. A fatal consumer error ends the process (non-zero), so
+its supervisor starts a fresh one.
 """
 
 from __future__ import annotations
@@ -41,9 +43,18 @@ log = logging.getLogger(__name__)
 
 # A handler turns a batch of decoded records into the records to produce. It may write to the
 # database (idempotently: the batch can be delivered again after a crash) and may return dead
-# letters for records it rejects (see `dead_letter_of`). Raising TransientError retries the batch;
-# any other exception isolates the failing record by running the records one at a time.
+# letters for records it rejects (see `dead_letter_of`). Raising TransientError (or one of the
+# runner's `transient` types) retries the batch; any other exception isolates the failing record by
+# running the records one at a time. A handler that takes only some schemas says which in a
+# `SCHEMAS` attribute (a frozenset of schema names): the runner dead-letters records of any other
+# schema ("unexpected schema <name>") and never shows them to it.
 Handler = Callable[[list[InRecord]], list[OutRecord]]
+
+
+def expected_schemas(handler: Handler) -> frozenset[str] | None:
+    """The schemas the handler declares it takes (its `SCHEMAS`), None when it takes any."""
+    schemas = getattr(handler, "SCHEMAS", None)
+    return frozenset(schemas) if schemas is not None else None
 
 
 def message_headers(message: Message) -> Headers:
@@ -86,11 +97,16 @@ class ConsumerRunner:
         transient_retry_seconds: float = 120.0,
         due_header: str | None = None,
         max_record_bytes: int = 1_000_000,
+        transient: tuple[type[Exception], ...] = (),
     ) -> None:
         self.service = service
         self._consumer = Consumer(consumer_config)
         self._topics = list(topics)
         self._handler = handler
+        self._schemas = expected_schemas(handler)
+        # TransientError always; besides, what the handler's dependencies raise when briefly away
+        # (shared.service passes the database's OperationalError): this module knows only the broker.
+        self._transient: tuple[type[Exception], ...] = (TransientError, *transient)
         self._producer = producer
         self._codec = codec
         self._batch_size = batch_size
@@ -116,13 +132,14 @@ class ConsumerRunner:
         self._stop = stop
         self._consumer.subscribe(self._topics)
         log.info("consuming", extra={"topics": self._topics})
+        dependency_down: tuple[type[Exception], ...] = (*self._transient, DeliveryFailed)
         try:
             while not stop.is_set():
                 self._resume_due_partitions()
                 messages = self._consumer.consume(self._batch_size, self._poll_timeout)
                 if messages:
                     self.process_batch(messages)
-        except (TransientError, DeliveryFailed):
+        except dependency_down:
             if not stop.is_set():
                 raise
             log.info("stopped while a dependency was down; the uncommitted batch will be redelivered")
@@ -154,7 +171,8 @@ class ConsumerRunner:
             OLDEST_UNPROCESSED_AGE.labels(self.service).set(max(0.0, time.time() - min(timestamps) / 1000))
         if self._due_header:
             messages = self._hold_back_not_due(messages)
-        records: list[InRecord] = []
+        records: list[InRecord] = []  # decoded
+        expected: list[InRecord] = []  # of those, the ones of a schema the handler takes
         outputs: list[OutRecord] = []
         consumed: list[Message] = []
         for message in messages:
@@ -170,10 +188,16 @@ class ConsumerRunner:
                 continue
             consumed.append(message)
             try:
-                records.append(self._decode(message))
+                record = self._decode(message)
             except DecodeError as exc:
                 outputs.append(self._dead_letter_message(message, exc))
-        outputs += self._handle(records)
+                continue
+            records.append(record)
+            if self._schemas is None or record.schema in self._schemas:
+                expected.append(record)
+            else:
+                outputs.append(self._dead_letter_unexpected(record))
+        outputs += self._handle(expected)
         # The checkpoint, in this order: outputs acknowledged (or dead-lettered), then offsets committed.
         outputs += self._send(outputs)
         self._commit(consumed)
@@ -262,12 +286,17 @@ class ConsumerRunner:
             service=self.service,
         )
 
+    def _dead_letter_unexpected(self, record: InRecord) -> OutRecord:
+        log.warning("dead-lettering record of an unexpected schema", extra={"topic": record.topic,
+                                                                          "schema": record.schema})
+        return dead_letter_of(record, f"unexpected schema {record.schema}", self.service)
+
     def _handle(self, records: list[InRecord]) -> list[OutRecord]:
         if not records:
             return []
         try:
             outputs = self._with_transient_retry(records)
-        except TransientError:
+        except self._transient:
             raise  # retries exhausted: exit, let the supervisor restart us, nothing committed
         except Exception as exc:
             if len(records) == 1:
@@ -283,7 +312,7 @@ class ConsumerRunner:
 
     def _with_transient_retry(self, records: list[InRecord]) -> list[OutRecord]:
         for attempt in Retrying(
-            retry=retry_if_exception_type(TransientError),
+            retry=retry_if_exception_type(self._transient),
             wait=wait_exponential(multiplier=0.2, max=10),
             # A stop request ends the waiting too: nothing was committed, the batch comes back later.
             stop=stop_after_delay(self._transient_retry_seconds) | stop_when_event_set(self._stop),

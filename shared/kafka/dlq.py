@@ -231,13 +231,14 @@ def replay(letters: list[DeadLetter], producer: SyncProducer, codec: AvroCodec,
 
 def dead_letter_topics(network: str | None = None, topic: str | None = None) -> list[str]:
     """The DLQ topics to look at: one network's, one named topic's, or every one."""
-    from shared.kafka.topics import CONSUMED, NETWORKS, dlq, forward_topic
+    from shared.kafka.topics import CONSUMED, dlq, forward_topic
+    from shared.networks.registry import registry
 
     if topic:
         return [topic if topic.endswith(".dlq") else dlq(topic)]
     if network:
         return [dlq(forward_topic(network))]
-    return [dlq(t) for t in CONSUMED] + [dlq(forward_topic(n)) for n in NETWORKS]
+    return [dlq(t) for t in CONSUMED] + [dlq(forward_topic(n)) for n in registry().names]
 
 
 def find_dead_letters(bootstrap: str, topics: list[str], letter_filter: DlqFilter, codec: AvroCodec

@@ -6,6 +6,8 @@ import logging
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from shared.networks.registry import registry
+
 log = logging.getLogger(__name__)
 
 CLICKS_RAW = "clicks.raw"
@@ -14,7 +16,6 @@ EVENTS_ATTRIBUTED = "events.attributed"
 SKAN_RAW = "skan.raw"
 SKAN_DECODED = "skan.decoded"
 AUDIT_RECORDS = "audit.records"
-NETWORKS = ("meta", "google_ads", "tiktok", "skan_postback")
 
 # Topics a consumer reads; each gets a `.dlq` for records it cannot process.
 CONSUMED = (CLICKS_RAW, EVENTS_RAW, EVENTS_ATTRIBUTED, SKAN_RAW, SKAN_DECODED, AUDIT_RECORDS)
@@ -30,7 +31,7 @@ def forward_topic(network: str) -> str:
 
 def all_topics() -> list[str]:
     names = [*CONSUMED, *(dlq(t) for t in CONSUMED)]
-    for network in NETWORKS:
+    for network in registry().names:  # each registered network has forward.<name>, its .retry and .dlq
         main = forward_topic(network)
         names += [main, f"{main}.retry", dlq(main)]
     return names

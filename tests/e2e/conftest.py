@@ -6,27 +6,53 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
+from services.catalog import Service, services
 from shared.kafka.topics import create_topics
-from tests.fakes import FakeGoogleAds, FakeMeta, FakeTikTok
+from shared.networks.registry import registry
+from shared.networks.spec import Feed
+from tests.fakes import FakeGoogleAds, FakeMeta, FakeServer, FakeTikTok, fake_class
 from tests.support.pipeline import REPO, AdminApi, ServiceProcess, http_call, service_env, start_gateway
 from tests.support.pipeline import wait_until as wait
 
 CONVERSION_ACTION = "customers/1234567890/conversionActions/99"
-SERVICES = (["run", "attribution"], ["run", "fanout"], ["run", "audit"], ["run", "forwarder", "--network", "meta"],
-            ["run", "forwarder", "--network", "google_ads"], ["run", "forwarder", "--network", "tiktok"])
+# The catalog's consumers for app events: no SKAN decoder, no forwarder of SKAN postbacks (tests/e2e/test_skan.py
+# runs those), a forwarder per network fed conversions.
+SKAN_FED = {f"forwarder-{spec.name}" for spec in registry().fed_by(Feed.SKAN)}
+SERVICES: tuple[Service, ...] = tuple(service for service in services()
+                                      if service.name not in {"gateway", "skan", *SKAN_FED})
+
+
+F = TypeVar("F", bound=FakeServer)
 
 
 class Pipeline:
-    def __init__(self, base: str, admin: AdminApi, bootstrap: str, meta: FakeMeta, google: FakeGoogleAds,
-                 tiktok: FakeTikTok, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, base: str, admin: AdminApi, bootstrap: str, fakes: dict[str, FakeServer],
+                 env: dict[str, str], log_dir: Path) -> None:
         self.base, self.admin, self.bootstrap = base, admin, bootstrap
-        self.meta, self.google, self.tiktok = meta, google, tiktok
+        self.fakes = fakes  # by network: every network fed conversions that has a fake in tests/fakes
         self.env, self.log_dir = env, log_dir
         self.processes: list[ServiceProcess] = []
+
+    @property
+    def meta(self) -> FakeMeta:
+        return self._fake("meta", FakeMeta)
+
+    @property
+    def google(self) -> FakeGoogleAds:
+        return self._fake("google_ads", FakeGoogleAds)
+
+    @property
+    def tiktok(self) -> FakeTikTok:
+        return self._fake("tiktok", FakeTikTok)
+
+    def _fake(self, network: str, kind: type[F]) -> F:
+        fake = self.fakes[network]
+        assert isinstance(fake, kind)
+        return fake
 
     def apprefer(self, *args: str) -> subprocess.CompletedProcess[str]:
         """An `apprefer` command with the pipeline's environment, as an SRE would run it."""
@@ -64,21 +90,28 @@ class Pipeline:
 @pytest.fixture
 def pipeline(request: pytest.FixtureRequest, fresh_bootstrap: str, migrated_pg_url: str, tmp_path: Path
              ) -> Iterator[Pipeline]:
-    """Every service against the fakes; `@pytest.mark.parametrize("pipeline", [{VAR: value}], indirect=True)`
-    adds environment variables."""
+    """Every service of the catalog for app events against the networks' fakes;
+    `@pytest.mark.parametrize("pipeline", [{VAR: value}], indirect=True)` adds environment variables."""
     create_topics(fresh_bootstrap, partitions=3, replication=1)
-    with FakeMeta() as meta, FakeGoogleAds() as google, FakeTikTok() as tiktok:
-        env = service_env(fresh_bootstrap, migrated_pg_url, APPREFER_RETRY_DELAYS="1,2,4,8",
-                          APPREFER_META_BASE_URL=meta.base_url, APPREFER_GOOGLE_ADS_BASE_URL=google.base_url,
-                          APPREFER_GOOGLE_OAUTH_TOKEN_URL=google.token_url, APPREFER_TIKTOK_BASE_URL=tiktok.base_url,
+    fakes = {spec.name: fake() for spec in registry().fed_by(Feed.CONVERSIONS) if (fake := fake_class(spec.name))}
+    for fake in fakes.values():
+        fake.start()
+    urls = {f"{registry().get(name).env_prefix}BASE_URL": fake.base_url for name, fake in fakes.items()}
+    urls.update({f"{registry().get(name).env_prefix}TOKEN_URL": f"{fake.base_url}/token"
+                 for name, fake in fakes.items() if registry().get(name).token_request is not None})
+    try:
+        env = service_env(fresh_bootstrap, migrated_pg_url, APPREFER_RETRY_DELAYS="1,2,4,8", **urls,
                           **getattr(request, "param", {}))
         gateway, base = start_gateway(env, tmp_path)
-        consumers = [ServiceProcess(args, env, tmp_path).start() for args in SERVICES]
+        consumers = [ServiceProcess(["run", *service.command], env, tmp_path).start() for service in SERVICES]
         try:
-            running = Pipeline(base, AdminApi(base), fresh_bootstrap, meta, google, tiktok, env, tmp_path)
+            running = Pipeline(base, AdminApi(base), fresh_bootstrap, fakes, env, tmp_path)
             running.processes = [gateway, *consumers]
             yield running
         finally:
             for process in consumers:
                 process.terminate()
             gateway.terminate()
+    finally:
+        for fake in fakes.values():
+            fake.stop()

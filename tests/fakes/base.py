@@ -63,9 +63,20 @@ class _State:
 
 
 class FakeServer:
-    """Subclasses add routes in `add_routes` and keep their own records under `self._lock`."""
+    """Subclasses add routes in `add_routes` and keep their own records under `self._lock`.
+
+    The fake of network <name> lives in tests/fakes/<name>.py and names its class `FAKE` there; the test
+    harness and `apprefer dev --fake-networks` find it by the network's name (tests/fakes/__init__.py).
+    `FAKE()` checks the credentials the tests use; `FAKE.for_dev(port)` accepts any. A network with
+    token refresh serves its token endpoint at `<base_url>/token`.
+    """
 
     name = "fake"
+
+    @classmethod
+    def for_dev(cls, port: int) -> Self:
+        """The fake `apprefer dev --fake-networks` serves: any credentials work."""
+        return cls(port=port)
 
     def __init__(self, port: int = 0) -> None:
         self._requested_port = port

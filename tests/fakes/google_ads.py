@@ -1,6 +1,6 @@
 """Google Ads offline click conversions (REST v26) plus Google's OAuth token endpoint, on one server.
 
-Point `APPREFER_GOOGLE_ADS_BASE_URL` at `base_url` and `APPREFER_GOOGLE_OAUTH_TOKEN_URL` at `token_url`.
+Point `APPREFER_GOOGLE_ADS_BASE_URL` at `base_url` and `APPREFER_GOOGLE_ADS_TOKEN_URL` at `token_url`.
 Error shapes follow google.rpc.Status with a GoogleAdsFailure detail, as the REST API answers them.
 """
 
@@ -336,3 +336,6 @@ def _json(body: dict[str, Any], status: int) -> web.Response:
 
 def _request_id() -> str:
     return secrets.token_urlsafe(16)
+
+
+FAKE = FakeGoogleAds

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Collection
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -29,6 +29,10 @@ class FakeMeta(EventRecordingFake):
     """
 
     name = "fake-meta"
+
+    @classmethod
+    def for_dev(cls, port: int) -> Self:
+        return cls(tokens=None, port=port)
 
     def __init__(self, tokens: Collection[str] | None = ("meta-token",), dataset_ids: Collection[str] | None = None,
                  port: int = 0) -> None:
@@ -180,3 +184,6 @@ def _invalid(message: str, subcode: int | None = None, **extra: Any) -> web.Resp
 
 def _trace_id() -> str:
     return secrets.token_urlsafe(8)
+
+
+FAKE = FakeMeta

@@ -1,6 +1,7 @@
 """`python -m tests.fakes.serve`: every network's fake in one process, for `apprefer dev --fake-networks`.
 
-Prints one JSON line with each fake's base URL (what the forwarders' APPREFER_*_BASE_URL variables take),
+One fake per registered network that has one in tests/fakes (`FAKE.for_dev`), on consecutive ports. Prints
+one JSON line, {network: {"base_url", "token_url"}} (what APPREFER_<NAME>_BASE_URL and _TOKEN_URL take),
 then serves until SIGTERM or SIGINT. Meta and TikTok accept any access token here; Google Ads takes the
 credentials shown in the README (client id `google-client-id`, ...). What each received is on
 `GET <url>/_fake/requests`.
@@ -17,7 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes import FakeAdNetwork, FakeGoogleAds, FakeMeta, FakeServer, FakeTikTok
+from shared.networks.registry import registry
+from tests.fakes import FakeServer, fake_class
 
 
 def _with_inspection(fake: FakeServer) -> None:
@@ -39,22 +41,22 @@ def _with_inspection(fake: FakeServer) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.fakes.serve")
-    parser.add_argument("--port", type=int, default=0, help="the first of four consecutive ports (0: any free)")
+    parser.add_argument("--port", type=int, default=0,
+                        help="the first of one port per registered network (0: any free)")
     args = parser.parse_args()
-    ports = [args.port + i if args.port else 0 for i in range(4)]
-    fakes = {"meta": FakeMeta(tokens=None, port=ports[0]), "google_ads": FakeGoogleAds(port=ports[1]),
-             "tiktok": FakeTikTok(tokens=None, port=ports[2]), "skan_ad_network": FakeAdNetwork(port=ports[3])}
+    fakes: dict[str, FakeServer] = {}
+    for index, network in enumerate(registry().names):
+        fake = fake_class(network)
+        if fake is not None:
+            fakes[network] = fake.for_dev(port=args.port + index if args.port else 0)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     for fake in fakes.values():
         _with_inspection(fake)
         fake.start()
-    google = fakes["google_ads"]
-    assert isinstance(google, FakeGoogleAds)
-    urls = {name: fake.base_url for name, fake in fakes.items()}
-    urls["google_oauth_token"] = google.token_url
-    print(json.dumps(urls), flush=True)
+    print(json.dumps({network: {"base_url": fake.base_url, "token_url": f"{fake.base_url}/token"}
+                      for network, fake in fakes.items()}), flush=True)
     try:
         stop.wait()
     finally:

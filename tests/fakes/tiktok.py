@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Collection
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -21,6 +21,10 @@ class FakeTikTok(EventRecordingFake):
     """
 
     name = "fake-tiktok"
+
+    @classmethod
+    def for_dev(cls, port: int) -> Self:
+        return cls(tokens=None, port=port)
 
     def __init__(self, tokens: Collection[str] | None = ("tiktok-token",),
                  event_source_ids: Collection[str] | None = None, port: int = 0) -> None:
@@ -95,3 +99,6 @@ def _body_problem(body: Any) -> str | None:
 
 def _reply(code: int, message: str) -> web.Response:
     return web.json_response(FakeTikTok.answer(code, message))  # always HTTP 200: the body carries the outcome
+
+
+FAKE = FakeTikTok

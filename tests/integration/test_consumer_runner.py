@@ -14,12 +14,14 @@ from typing import Self
 import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from sqlalchemy.exc import OperationalError
 
 from shared.avro import codec
 from shared.kafka.config import consumer_config, producer_config
 from shared.kafka.consumer import ConsumerRunner, Handler, TransientError, message_headers
 from shared.kafka.producer import SyncProducer
 from shared.kafka.records import Headers, InRecord, OutRecord, header
+from shared.service import TRANSIENT_ERRORS
 from shared.settings import Settings
 from tests.support.topic_reading import read_all
 
@@ -96,7 +98,8 @@ def next_offsets(batches: Iterable[list[InRecord]]) -> Offsets:
 
 
 def make_runner(bootstrap: str, group: str, topic: str, handler: Handler, *, batch_size: int = 500,
-                transient_retry_seconds: float = 120.0) -> ConsumerRunner:
+                transient_retry_seconds: float = 120.0,
+                transient: tuple[type[Exception], ...] = ()) -> ConsumerRunner:
     settings = Settings(kafka_bootstrap_servers=bootstrap)
     return ConsumerRunner(
         service=SERVICE,
@@ -108,6 +111,7 @@ def make_runner(bootstrap: str, group: str, topic: str, handler: Handler, *, bat
         batch_size=batch_size,
         poll_timeout=0.1,  # how long a stop request can go unnoticed
         transient_retry_seconds=transient_retry_seconds,
+        transient=transient,
     )
 
 
@@ -134,6 +138,12 @@ class Forwarder:
     def handled_keys(self) -> set[str]:
         with self.lock:
             return {r.value["click_key"] for batch in self.handled for r in batch}
+
+
+class ClicksOnly(Forwarder):
+    """A Forwarder that declares the one schema it takes, as the services' handlers do."""
+
+    SCHEMAS = frozenset({"apprefer.Click"})
 
 
 class RunnerThread:
@@ -366,3 +376,63 @@ def test_stop_finishes_the_batch_in_hand_commits_and_leaves_the_group(
 
     assert sorted(click_keys(read_all(kafka_bootstrap, out))) == sorted(keys)  # clean hand-over: each once
     assert committed(kafka_bootstrap, group, topic, 3) == ends
+
+
+def test_records_of_a_schema_the_handler_does_not_declare_are_dead_lettered_by_the_runner(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    topic, out, group = unique_name("clicks"), unique_name("out"), unique_name("group")
+    dlq = f"{topic}.dlq"
+    create_topics(kafka_bootstrap, topic, out, dlq, partitions=1)  # one partition: one batch, known offsets
+    audit = codec().encode("apprefer.AuditRecord", {"audit_id": "a-1", "app_id": "app-1", "event_id": "e-1",
+                                                    "network": "meta", "status": "delivered", "recorded_at_ms": 1})
+    Record = tuple[bytes | None, bytes, Headers]
+    records: list[Record] = [(f"c{i}".encode(), click(f"c{i}"), []) for i in range(20)]
+    records.insert(8, (b"stray", audit, [("trace", b"t-stray")]))  # valid Avro, but not a click
+    ends = produce(kafka_bootstrap, topic, records, partition=0)
+
+    handler = ClicksOnly(out)
+    runner = RunnerThread(make_runner(kafka_bootstrap, group, topic, handler)).start()
+    good = {f"c{i}" for i in range(20)}
+    wait_until(lambda: handler.handled_keys() == good, what="all clicks handled")
+    wait_until(lambda: committed(kafka_bootstrap, group, topic, 1) == ends, what="offsets committed to the end")
+    runner.stop_and_join()
+
+    assert all(r.schema == "apprefer.Click" for batch in handler.calls for r in batch)  # never saw the stray
+    assert sorted(click_keys(read_all(kafka_bootstrap, out))) == sorted(good)  # each exactly once
+    (letter,) = read_all(kafka_bootstrap, dlq)
+    assert (letter.key(), letter.value()) == (b"stray", audit)  # the original bytes, untouched
+    headers = message_headers(letter)
+    assert header(headers, "dlq.error") == b"unexpected schema apprefer.AuditRecord"
+    assert header(headers, "dlq.source_topic") == topic.encode()
+    assert header(headers, "dlq.source_partition") == b"0"
+    assert header(headers, "dlq.source_offset") == b"8"
+    assert header(headers, "dlq.service") == SERVICE.encode()
+    assert header(headers, "trace") == b"t-stray"
+
+
+def test_an_error_of_a_type_given_as_transient_retries_the_batch_in_place(
+    kafka_bootstrap: str, unique_name: Callable[[str], str]
+) -> None:
+    """What shared.service gives every consumer: the database's OperationalError, raised by the handler as
+    is, is retried like a TransientError (no handler has to translate it)."""
+    topic, out, group = unique_name("clicks"), unique_name("out"), unique_name("group")
+    create_topics(kafka_bootstrap, topic, out, f"{topic}.dlq", partitions=1)
+    keys = {f"c{i}" for i in range(20)}
+    ends = produce_clicks(kafka_bootstrap, topic, sorted(keys))
+
+    def database_away(n: int, _batch: list[InRecord]) -> None:
+        if n <= 2:
+            raise OperationalError("SELECT 1", {}, ConnectionError("server closed the connection unexpectedly"))
+
+    handler = Forwarder(out, database_away)
+    runner = RunnerThread(make_runner(kafka_bootstrap, group, topic, handler, transient_retry_seconds=5,
+                                      transient=TRANSIENT_ERRORS)).start()
+    wait_until(lambda: handler.handled_keys() == keys, what="all records handled")
+    runner.stop_and_join()
+
+    offsets = [[r.offset for r in batch] for batch in handler.calls]
+    assert offsets[0] == offsets[1] == offsets[2]  # the same batch, retried whole (not isolated)
+    assert sorted(click_keys(read_all(kafka_bootstrap, out))) == sorted(keys)
+    assert read_all(kafka_bootstrap, f"{topic}.dlq") == []  # not dead-lettered, as an unlisted error would be
+    assert committed(kafka_bootstrap, group, topic, 1) == ends

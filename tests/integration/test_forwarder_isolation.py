@@ -73,7 +73,7 @@ def engine_for(fake: FakeServer, database_url: str, apps: int) -> Iterator[Engin
         app_ids.append(app_id)
     http = HttpClient(timeout=TIMEOUT_S, connect_timeout=1.0, concurrency=64)
     handler = ForwarderHandler(
-        module=meta, sessions=sessions, codec=codec(), secret_key="test-secret-key", http=http,
+        spec=meta.SPEC, sessions=sessions, codec=codec(), secret_key="test-secret-key", http=http,
         base_url=fake.base_url, token_url="", retry_delays=[1, 2, 4],
         isolation=Isolation(batch_wait_seconds=BATCH_WAIT_S, breaker_failures=2, breaker_cooldown_seconds=2.0))
     try:

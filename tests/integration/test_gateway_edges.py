@@ -357,7 +357,8 @@ def test_admin_writes_are_503_with_retry_after_while_sqlite_is_read_only(module_
         before = answers_counted(base)
         writes = [("POST", "/apps", {"name": "x", "platform": "ios"}),
                   ("POST", f"/apps/{seeded['app_id']}/keys", {"mode": "live"}),
-                  ("PUT", f"/apps/{seeded['app_id']}/integrations/meta", {"settings": {"dataset_id": "1"}})]
+                  ("PUT", f"/apps/{seeded['app_id']}/integrations/meta",
+                   {"settings": {"dataset_id": "1"}, "credentials": {"access_token": "t"}})]
         for method, path_, body in writes:
             answer = http_call(method, f"{base}/admin/v1{path_}", body, admin.headers)
             assert_json_error(answer, 503, "unavailable")

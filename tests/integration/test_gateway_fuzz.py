@@ -73,7 +73,7 @@ def gw(postgres_server_url: str, module_bootstrap: str, tmp_path_factory: pytest
     create_topics(bootstrap, partitions=1, replication=1)
     env = service_env(bootstrap, database_url, APPREFER_GATEWAY_MAX_BODY_BYTES=str(MAX_BODY),
                       APPREFER_META_BASE_URL=DEAD_END, APPREFER_GOOGLE_ADS_BASE_URL=DEAD_END,
-                      APPREFER_GOOGLE_OAUTH_TOKEN_URL=DEAD_END, APPREFER_TIKTOK_BASE_URL=DEAD_END,
+                      APPREFER_GOOGLE_ADS_TOKEN_URL=DEAD_END, APPREFER_TIKTOK_BASE_URL=DEAD_END,
                       # The fuzz posts many unknown-app postbacks from one address; the limit has its own test.
                       APPREFER_SKAN_UNKNOWN_APP_RATE_PER_MINUTE="100000")
     gateway, base = start_gateway(env, tmp_path_factory.mktemp("gateway-fuzz"))
@@ -472,8 +472,8 @@ def test_admin_api_rejects_unstorable_input_with_4xx(gw: Gw) -> None:
     assert_clear_4xx(call("PUT", f"/apps/{app_id}/skan/schema", {**schema, "valid_from": "2024-01-01T00:00:00Z",
                                                                  "schema_id": "s" * 101}), 400)
     # JSON columns keep a NUL escaped: storable.
-    assert call("PUT", f"/apps/{app_id}/integrations/meta", {"credentials": {"k": "\u0000"},
-                                                             "settings": {"a": "\u0000"}})[0] == 200
+    assert call("PUT", f"/apps/{app_id}/integrations/meta", {"credentials": {"access_token": "\u0000"},
+                                                             "settings": {"dataset_id": "\u0000"}})[0] == 200
 
 
 def test_header_bytes_that_are_not_utf8_do_not_crash_the_gateway(gw: Gw) -> None:

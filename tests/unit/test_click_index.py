@@ -6,17 +6,19 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from services.attribution.matching import (
-    CLICK_ID_TYPES,
     AttributionRules,
     Click,
     ClickIndex,
     ClickSearch,
     InstallSignals,
     batch_click_search,
+    click_id_types,
     click_search_keys,
     match_install,
     usable_ad_id,
 )
+
+CLICK_ID_TYPES = click_id_types()
 
 NOW = datetime(2024, 5, 10, 12, 0, 0, tzinfo=UTC)
 RULES = AttributionRules()

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from services.gateway.click_input import click_record
-from services.gateway.event_input import InputError
 from shared.avro import codec
+from shared.errors import InputError
 
 CLICKED_AT = 1_700_000_000_000
 
@@ -33,7 +33,10 @@ def test_network_click_ids(param: str, network: str) -> None:
 
 
 @pytest.mark.parametrize(("params", "winner"), [
-    ({"ttclid": "t", "wbraid": "w", "gbraid": "b", "gclid": "g", "fbclid": "f"}, "fbclid"),
+    # Networks in name order (google_ads, meta, tiktok), each network's click ids as it declares them.
+    ({"ttclid": "t", "wbraid": "w", "gbraid": "b", "gclid": "g", "fbclid": "f"}, "gclid"),
+    ({"ttclid": "t", "wbraid": "w", "fbclid": "f"}, "wbraid"),
+    ({"ttclid": "t", "fbclid": "f"}, "fbclid"),
     ({"ttclid": "t", "gclid": "g"}, "gclid"),
     ({"ttclid": "t", "wbraid": "w", "gbraid": "b"}, "gbraid"),
     ({"ttclid": "t", "wbraid": "w"}, "wbraid"),

@@ -9,13 +9,13 @@ import pytest
 from services.gateway.admin import ErasureIn
 from services.privacy.erasure import (
     ERASED,
-    ErasureInputError,
     anonymise_ip,
     anonymised_postback,
     hash_identifiers,
     scrubbed,
 )
 from services.privacy.user_data import hash_user_data
+from shared.errors import InputError
 
 
 def test_identifiers_are_hashed_exactly_as_the_gateway_hashes_user_data() -> None:
@@ -47,7 +47,7 @@ def test_a_hash_is_taken_as_already_hashed_and_no_raw_value_is_kept() -> None:
     ({"external_id": "\ud800"}, "external_id"),
 ])
 def test_unusable_identifiers_name_their_field(given: dict[str, str], field: str) -> None:
-    with pytest.raises(ErasureInputError) as caught:
+    with pytest.raises(InputError) as caught:
         hash_identifiers(**given)
     assert caught.value.field == field and caught.value.message
 

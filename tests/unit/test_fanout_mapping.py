@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from services.fanout.mapping import network_event_name, route
+from services.fanout import mapping
+from shared.networks.registry import registry
+
+
+def network_event_name(network: str, event_name: str, settings: dict[str, Any], event_map: dict[str, Any]
+                       ) -> str | None:
+    return registry().get(network).event_name(event_name, settings, event_map)
+
+
+def route(network: str, *args: Any) -> mapping.Route:
+    return mapping.route(registry().get(network), *args)
+
 
 GOOGLE_SETTINGS = {"conversion_actions": {"purchase": "customers/1/conversionActions/2"}}
 
@@ -62,7 +75,7 @@ def test_unmapped_event_is_skipped_with_the_reason() -> None:
 
 
 def test_a_reinstall_is_not_sent_as_an_install_unless_the_integration_opts_in() -> None:
-    from services.fanout.mapping import REINSTALL_SKIP, route
+    from services.fanout.mapping import REINSTALL_SKIP
 
     reinstall = {"click_id_type": "ttclid", "click_id": "E.C.P.x", "reinstall": True}
     assert route("tiktok", "install", reinstall, {}, {}).skip_reason == REINSTALL_SKIP

@@ -7,7 +7,6 @@ from urllib.parse import quote, urlencode
 import pytest
 
 from services.attribution.matching import (
-    CLICK_ID_TYPES,
     CLOCK_SKEW,
     ORGANIC,
     Attribution,
@@ -15,6 +14,7 @@ from services.attribution.matching import (
     Click,
     InstallSignals,
     PreviousInstall,
+    click_id_types,
     click_search_keys,
     device_fingerprint,
     install_decision,
@@ -32,6 +32,8 @@ ZERO_ID = "00000000-0000-0000-0000-000000000000"
 IDFA = "6d92078a-8246-4ba4-ae5b-76104861e7dc"
 GAID = "38400000-8cf0-11bd-b23e-10b96e40000d"
 FP = device_fingerprint("203.0.113.7", "Mozilla/5.0 (iPhone)")
+
+CLICK_ID_TYPES = click_id_types()
 
 
 def click(
@@ -469,6 +471,7 @@ def test_candidates_may_be_a_generator() -> None:
         {"idfa": IDFA},
     ],
 )
+
 def test_lookback_boundary(tier_kwargs: dict[str, object]) -> None:
     def candidate(ago: timedelta) -> Click:
         return click("ck-1", ago=ago, click_id_type="ttclid", click_id="Tt1", idfa=IDFA)
@@ -541,7 +544,8 @@ def test_click_id_only_attribution_from_play_referrer() -> None:
 def test_click_id_only_attribution_priority() -> None:
     s = signals(network_click_ids={"ttclid": "T", "wbraid": "W", "gclid": "G", "fbclid": "F"})
     result = match_install(s, [], RULES)
-    assert (result.network, result.click_id_type, result.click_id) == ("meta", "fbclid", "F")
+    # Networks in name order (the registry's), each network's click ids as it declares them.
+    assert (result.network, result.click_id_type, result.click_id) == ("google_ads", "gclid", "G")
 
     s = signals(network_click_ids={"ttclid": "T", "wbraid": "W", "gbraid": "B"})
     result = match_install(s, [], RULES)

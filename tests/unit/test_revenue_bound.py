@@ -8,9 +8,10 @@ import pytest
 from pydantic import ValidationError
 
 from services.gateway.admin import AppIn
-from services.gateway.event_input import DEFAULT_MAX_REVENUE_AMOUNT, MAX_REVENUE_BOUND, InputError
+from services.gateway.event_input import DEFAULT_MAX_REVENUE_AMOUNT, MAX_REVENUE_BOUND
 from services.gateway.revenuecat import raw_event, webhook_event
 from shared.db.models import App
+from shared.errors import InputError
 
 NOW_MS = 1_700_000_000_000
 

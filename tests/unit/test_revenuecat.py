@@ -10,10 +10,10 @@ from typing import Any
 import orjson
 import pytest
 
-from services.gateway.event_input import InputError
 from services.gateway.revenuecat import identity_candidates, raw_event, webhook_event
 from services.privacy.user_data import normalise_phone, sha256_hex
 from shared.avro import codec
+from shared.errors import InputError
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "revenuecat"
 NOW_MS = 1_700_000_000_000  # 2023-11-14T22:13:20Z

@@ -14,7 +14,6 @@ from services.skan.decode import (
     SIMULATED_TEST_APP_SCHEMAS,
     ConversionSchema,
     DecodedRecord,
-    SchemaError,
     TableRow,
     decode,
     estimated_install_time,
@@ -23,6 +22,7 @@ from services.skan.decode import (
     parse_schema,
     schema_in_force,
 )
+from shared.errors import InputError
 
 FROM = "2020-01-01T00:00:00Z"
 REVENUE: dict[str, Any] = {
@@ -209,7 +209,7 @@ def test_schema_round_trips_through_as_dict(source: dict[str, Any]) -> None:
     ],
 )
 def test_schema_errors_name_the_field(schema: dict[str, Any], field: str) -> None:
-    with pytest.raises(SchemaError) as exc:
+    with pytest.raises(InputError) as exc:
         parse_schema(schema)
     assert exc.value.field == field
     assert str(exc.value).startswith(f"{field}: ")
@@ -218,7 +218,7 @@ def test_schema_errors_name_the_field(schema: dict[str, Any], field: str) -> Non
 
 @pytest.mark.parametrize("text", [b"", b"{", b"[]", "null"])
 def test_schema_body_errors(text: bytes | str) -> None:
-    with pytest.raises(SchemaError) as exc:
+    with pytest.raises(InputError) as exc:
         parse_schema(text)
     assert exc.value.field == "body"
 

@@ -13,7 +13,6 @@ import pytest
 from services.skan.postback_input import (
     APPLE_FIELDS,
     ENRICHMENT_KEYS,
-    PostbackInputError,
     enrichment,
     flag,
     parse_postback,
@@ -23,6 +22,7 @@ from services.skan.postback_input import (
     transaction_key,
 )
 from services.skan.verify import REQUIRED_FIELDS_BY_VERSION
+from shared.errors import InputError
 
 DATA = Path(__file__).resolve().parents[1] / "data"  # copies from ../shared (tests/data/README.md)
 GUIDE = DATA / "skan_guide.txt"
@@ -180,7 +180,7 @@ def test_guide_curl_examples_as_printed_are_rejected() -> None:
     for example in examples:
         with pytest.raises(orjson.JSONDecodeError):
             orjson.loads(example)
-        with pytest.raises(PostbackInputError) as exc:
+        with pytest.raises(InputError) as exc:
             parse_postback(example.encode(), {})
         assert exc.value.field == "body"
         assert "malformed JSON" in exc.value.message
@@ -188,7 +188,7 @@ def test_guide_curl_examples_as_printed_are_rejected() -> None:
 
 @pytest.mark.parametrize("example", GUIDE_AS_PRINTED)
 def test_literal_guide_examples_are_rejected(example: str) -> None:
-    with pytest.raises(PostbackInputError) as exc:
+    with pytest.raises(InputError) as exc:
         parse_postback(example.encode(), {})
     assert exc.value.field == "body"
 
@@ -232,7 +232,7 @@ def test_guide_skan4_examples_get_the_canonical_source_identifier() -> None:
     ],
 )
 def test_unusable_bodies_are_body_errors(raw: bytes, hint: str) -> None:
-    with pytest.raises(PostbackInputError) as exc:
+    with pytest.raises(InputError) as exc:
         parse_postback(raw, {"ad-network-campaign-id": "1"})
     assert exc.value.field == "body"
     assert hint in exc.value.message
@@ -259,7 +259,7 @@ def test_each_missing_mandatory_field_is_named(version: str, name: str, how: str
         postback.pop(name)
     else:
         postback[name] = None
-    with pytest.raises(PostbackInputError) as exc:
+    with pytest.raises(InputError) as exc:
         parse_postback(body(postback), {})
     assert exc.value.field == name
     assert "missing" in exc.value.message
@@ -273,7 +273,7 @@ def test_a_postback_without_version_is_checked_as_1_0(how: str) -> None:
             del postback["version"]
         assert parse_postback(body(postback), {})["did-win" if version == "3.0" else "redownload"] is not None
     skan4 = {**COMPLETE["4.0"], "version": None}
-    with pytest.raises(PostbackInputError) as exc:
+    with pytest.raises(InputError) as exc:
         parse_postback(body(skan4), {})
     assert exc.value.field == "campaign-id"  # 1.0 needs campaign-id, which a 4.0 postback no longer has
 
@@ -281,7 +281,7 @@ def test_a_postback_without_version_is_checked_as_1_0(how: str) -> None:
 def test_mandatory_fields_cannot_come_from_the_query() -> None:
     postback = dict(COMPLETE["3.0"])
     del postback["campaign-id"]
-    with pytest.raises(PostbackInputError) as exc:
+    with pytest.raises(InputError) as exc:
         parse_postback(body(postback), {"campaign-id": "42"})
     assert exc.value.field == "campaign-id"
 
@@ -289,7 +289,7 @@ def test_mandatory_fields_cannot_come_from_the_query() -> None:
 def test_the_first_missing_field_in_signing_order_is_named() -> None:
     postback = dict(COMPLETE["4.0"])
     del postback["did-win"], postback["fidelity-type"]
-    with pytest.raises(PostbackInputError) as exc:
+    with pytest.raises(InputError) as exc:
         parse_postback(body(postback), {})
     assert exc.value.field == "fidelity-type"
 
@@ -327,7 +327,7 @@ def test_adattributionkit_postback_needs_only_its_jws() -> None:
     ],
 )
 def test_values_the_key_and_decoder_need_are_checked(change: dict[str, Any], field: str) -> None:
-    with pytest.raises(PostbackInputError) as exc:
+    with pytest.raises(InputError) as exc:
         parse_postback(body({**COMPLETE["4.0"], **change}), {})
     assert exc.value.field == field
 
@@ -363,7 +363,7 @@ def test_canonical_field_wins_over_the_alias() -> None:
 
 def test_neither_spelling_is_a_missing_source_identifier() -> None:
     postback = {k: v for k, v in COMPLETE["4.0"].items() if k != "source-identifier"}
-    with pytest.raises(PostbackInputError) as exc:
+    with pytest.raises(InputError) as exc:
         parse_postback(body(postback), {})
     assert exc.value.field == "source-identifier"
 
@@ -472,7 +472,7 @@ def test_team_examples_are_accepted() -> None:
 def test_values_longer_than_their_stored_column_are_400(name: str, value: object) -> None:
     postback = orjson.loads(GUIDE_FIXED[0])
     postback[name] = str(value) if name == "app-id" else value
-    with pytest.raises(PostbackInputError) as raised:
+    with pytest.raises(InputError) as raised:
         parse_postback(orjson.dumps(postback), {})
     assert raised.value.field == name
 
@@ -505,7 +505,7 @@ def test_personal_data_in_the_query_is_hashed_or_dropped_and_apple_fields_untouc
 ])
 def test_personal_data_in_the_body_is_refused_since_the_body_is_kept_as_received(enriched: dict[str, Any],
                                                                                 field: str) -> None:
-    with pytest.raises(PostbackInputError) as info:
+    with pytest.raises(InputError) as info:
         parse_postback(body({**COMPLETE["4.0"], **enriched}), {})
     assert info.value.field == field and "hashed" in info.value.message
 
@@ -520,6 +520,6 @@ def test_enrichment_nested_too_deep_is_a_body_error() -> None:
     deep: Any = 1
     for _ in range(70):
         deep = [deep]
-    with pytest.raises(PostbackInputError) as info:
+    with pytest.raises(InputError) as info:
         parse_postback(body({**COMPLETE["4.0"], "partner": deep}), {})
     assert info.value.field == "body"

@@ -10,12 +10,12 @@ from facebook_business.adobjects.serverside.normalize import Normalize
 from facebook_business.adobjects.serverside.user_data import UserData
 
 from services.privacy.user_data import (
-    UserDataError,
     hash_user_data,
     normalise_phone,
     normalise_zip,
     sha256_hex,
 )
+from shared.errors import InputError
 
 # Full-width digits, as typed on Japanese/Chinese keyboards.
 _FULLWIDTH = str.maketrans("0123456789", "".join(chr(0xFF10 + i) for i in range(10)))
@@ -109,7 +109,7 @@ def test_fuzz_agrees_with_sdk_whenever_sdk_accepts(key: str, meta_key: str, alph
             continue  # the SDK rejects it; our handling may legitimately differ
         try:
             got = hash_user_data({key: raw}).get(meta_key)
-        except UserDataError:
+        except InputError:
             # Only deliberate strictness: the SDK accepts emails with inner spaces or several
             # "@", and phones longer than E.164's 15 digits.
             if key == "email":
@@ -179,7 +179,7 @@ def test_phone_may_be_an_integer() -> None:
 
 @pytest.mark.parametrize("raw", ["55-1212", "1-800-FLOWERS", "+1 650 555 1212 0000000", "000"])
 def test_phone_with_implausible_length_is_rejected(raw: str) -> None:
-    with pytest.raises(UserDataError) as exc_info:
+    with pytest.raises(InputError) as exc_info:
         hash_user_data({"phone": raw})
     assert exc_info.value.field == "user.phone"
 
@@ -200,7 +200,7 @@ def test_gender(raw: str, expected: str) -> None:
 
 
 def test_unsupported_gender_is_rejected() -> None:
-    with pytest.raises(UserDataError) as exc_info:
+    with pytest.raises(InputError) as exc_info:
         hash_user_data({"gender": "x"})
     assert exc_info.value.field == "user.gender"
 
@@ -225,7 +225,7 @@ def test_date_of_birth_formats(raw: str) -> None:
     ["1990-02-30", "31/01/1990", "1990-1-31", "19901331", "1990-0131", "1990-01-31T00:00", "Jan 31 1990"],
 )
 def test_bad_date_of_birth_is_rejected(raw: str) -> None:
-    with pytest.raises(UserDataError) as exc_info:
+    with pytest.raises(InputError) as exc_info:
         hash_user_data({"date_of_birth": raw})
     assert exc_info.value.field == "user.date_of_birth"
     assert isinstance(exc_info.value, ValueError)
@@ -241,7 +241,7 @@ def test_zip_plus_four_keeps_first_five_digits() -> None:
     [("email", "not-an-email"), ("email", "john doe@example.com"), ("country", "USA"), ("country", "1")],
 )
 def test_invalid_values_are_rejected(key: str, raw: str) -> None:
-    with pytest.raises(UserDataError) as exc_info:
+    with pytest.raises(InputError) as exc_info:
         hash_user_data({key: raw})
     assert exc_info.value.field == f"user.{key}"
 
@@ -279,7 +279,7 @@ def test_value_that_normalises_to_nothing_is_omitted() -> None:
 
 
 def test_unknown_key_is_rejected() -> None:
-    with pytest.raises(UserDataError) as exc_info:
+    with pytest.raises(InputError) as exc_info:
         hash_user_data({"email": "a@b.co", "nickname": "jd"})
     assert exc_info.value.field == "user.nickname"
 
@@ -289,13 +289,13 @@ def test_unknown_key_is_rejected() -> None:
     [("email", 42), ("first_name", ["John"]), ("zip", 2134), ("phone", True), ("phone", 1.5e10)],
 )
 def test_non_string_value_is_rejected(key: str, raw: object) -> None:
-    with pytest.raises(UserDataError) as exc_info:
+    with pytest.raises(InputError) as exc_info:
         hash_user_data({key: raw})
     assert exc_info.value.field == f"user.{key}"
 
 
 def test_lone_surrogate_is_rejected() -> None:
-    with pytest.raises(UserDataError) as exc_info:
+    with pytest.raises(InputError) as exc_info:
         hash_user_data({"first_name": "J\ud800hn"})
     assert exc_info.value.field == "user.first_name"
 
