@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import Field
 
 from shared.forwarding.model import (
     ConnectionCheck,
@@ -30,17 +30,15 @@ from shared.forwarding.model import (
     Permanent,
     RetryLater,
 )
-from shared.forwarding.payload import order_fields, required
-from shared.networks.spec import ClickId, NetworkSpec, UnattributedOptIn
+from shared.forwarding.payload import order_fields, required, too_old
+from shared.networks.spec import AccessToken, ClickId, NetworkSpec, UnattributedOptIn
 
 NETWORK = "meta"
 BATCH_LIMIT = 1_000
 GRAPH_VERSION = "v26.0"
 
-# Meta refuses the whole request when any event_time is more than 7 days old. The margin keeps an event
-# that passes pre_check from turning stale while its batch is assembled and sent.
-MAX_EVENT_AGE_MS = 7 * 24 * 3600 * 1000
-STALE_MARGIN_MS = 10 * 60 * 1000
+# Meta refuses the whole request when any event_time is more than 7 days old.
+MAX_EVENT_AGE_DAYS = 7
 # Events stamped in the future are refused too (Meta's wording not confirmed from a primary source); a small
 # clock skew is tolerated.
 FUTURE_TOLERANCE_MS = 60 * 1000
@@ -66,17 +64,12 @@ class Settings(UnattributedOptIn):
     bundle_id: str | None = Field(None, max_length=255, description="The app's package name, for extinfo")
 
 
-class Credentials(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    access_token: SecretStr = Field(min_length=1, description="A system-user access token")
-
-
 def pre_check(job: ForwardJob, now_ms: int) -> Outcome | None:
     """Keep out what would make Meta refuse the whole batch: one bad event must not sink the others."""
+    stale = too_old(job, now_ms, MAX_EVENT_AGE_DAYS, "Meta")
+    if stale is not None:
+        return stale
     age_ms = now_ms - job.event_time_ms
-    if age_ms > MAX_EVENT_AGE_MS - STALE_MARGIN_MS:
-        return Permanent(f"stale: event is {age_ms // 3_600_000} h old; Meta accepts events up to 7 days old",
-                         error_code="stale")
     if -age_ms > FUTURE_TOLERANCE_MS:
         # A device clock running ahead: the event becomes acceptable once its time has come.
         return RetryLater(f"event_time is {-age_ms // 1000} s in the future (device clock ahead?)",
@@ -260,7 +253,7 @@ def _int(value: Any) -> int | None:
 
 SPEC = NetworkSpec(
     name=NETWORK, title="Meta Conversions API", default_base_url="https://graph.facebook.com",
-    batch_limit=BATCH_LIMIT, settings=Settings, credentials=Credentials,
+    batch_limit=BATCH_LIMIT, settings=Settings, credentials=AccessToken,
     pre_check=pre_check, build_request=build_request, classify=classify,
     test_request=test_request, test_result=test_result,
     click_ids=(ClickId("fbclid"),), default_event_names=DEFAULT_EVENT_NAMES,

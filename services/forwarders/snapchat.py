@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import Field
 
 from services.forwarders.meta import extinfo
 from shared.forwarding.model import (
@@ -32,18 +32,16 @@ from shared.forwarding.model import (
     Permanent,
     RetryLater,
 )
-from shared.forwarding.payload import order_fields, required
-from shared.networks.spec import ClickId, NetworkSpec, UnattributedOptIn
+from shared.forwarding.payload import order_fields, required, too_old
+from shared.networks.spec import AccessToken, ClickId, NetworkSpec, UnattributedOptIn
 
 NETWORK = "snapchat"
 BATCH_LIMIT = 2_000
 API_VERSION = "v3"
 CLICK_ID_TYPE = "sccid"
 
-# Snap reports events up to 37 days old. The margin keeps an event that passes pre_check from turning stale
-# while its batch is assembled and sent.
-MAX_EVENT_AGE_MS = 37 * 24 * 3600 * 1000
-STALE_MARGIN_MS = 10 * 60 * 1000
+# Snap reports events up to 37 days old.
+MAX_EVENT_AGE_DAYS = 37
 
 # Snap's user_data keys for SHA-256 hashes, which are the gateway's keys too: `ph` is digits with the country
 # code and no "+", Meta's form (ph_e164 is TikTok's and is never sent here).
@@ -71,17 +69,8 @@ class Settings(UnattributedOptIn):
     bundle_id: str | None = Field(None, max_length=255, description="The app's package name, for extinfo")
 
 
-class Credentials(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    access_token: SecretStr = Field(min_length=1, description="A Conversions API token")
-
-
 def pre_check(job: ForwardJob, now_ms: int) -> Outcome | None:
-    age_ms = now_ms - job.event_time_ms
-    if age_ms > MAX_EVENT_AGE_MS - STALE_MARGIN_MS:
-        return Permanent(f"stale: event is {age_ms // 86_400_000} days old; Snapchat accepts events up to 37 days "
-                         "old", error_code="stale")
-    return None
+    return too_old(job, now_ms, MAX_EVENT_AGE_DAYS, "Snapchat")
 
 
 def build_request(jobs: Sequence[ForwardJob], integration: Integration, base_url: str,
@@ -227,7 +216,7 @@ def _text(http_status: int, body: Any) -> str:
 
 SPEC = NetworkSpec(
     name=NETWORK, title="Snapchat Conversions API", default_base_url="https://tr.snapchat.com",
-    batch_limit=BATCH_LIMIT, settings=Settings, credentials=Credentials,
+    batch_limit=BATCH_LIMIT, settings=Settings, credentials=AccessToken,
     pre_check=pre_check, build_request=build_request, classify=classify,
     test_request=test_request, test_result=test_result,
     click_ids=(ClickId(CLICK_ID_TYPE, ("ScCid",)),), default_event_names=DEFAULT_EVENT_NAMES,

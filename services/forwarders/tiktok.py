@@ -19,7 +19,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import Field
 
 from shared.forwarding.model import (
     ConnectionCheck,
@@ -33,7 +33,7 @@ from shared.forwarding.model import (
     RetryLater,
 )
 from shared.forwarding.payload import order_fields, required
-from shared.networks.spec import ClickId, NetworkSpec, UnattributedOptIn
+from shared.networks.spec import AccessToken, ClickId, NetworkSpec, UnattributedOptIn
 
 NETWORK = "tiktok"
 BATCH_LIMIT = 1_000
@@ -65,11 +65,6 @@ class Settings(UnattributedOptIn):
     store_app_id: str | None = Field(None, max_length=255,
                                      description="The App Store id or Android package name (default: tiktok_app_id)")
     test_event_code: str | None = Field(None, max_length=64, description="Test Connection's test event code")
-
-
-class Credentials(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    access_token: SecretStr = Field(min_length=1, description="An Events API access token")
 
 
 def pre_check(job: ForwardJob, now_ms: int) -> Outcome | None:
@@ -207,7 +202,7 @@ def _text(code: int, body: Any) -> str:
 
 SPEC = NetworkSpec(
     name=NETWORK, title="TikTok Events API", default_base_url="https://business-api.tiktok.com",
-    batch_limit=BATCH_LIMIT, settings=Settings, credentials=Credentials,
+    batch_limit=BATCH_LIMIT, settings=Settings, credentials=AccessToken,
     pre_check=pre_check, build_request=build_request, classify=classify,
     test_request=test_request, test_result=test_result,
     click_ids=(ClickId("ttclid"),), default_event_names=DEFAULT_EVENT_NAMES,

@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from shared.forwarding.model import ForwardJob
+from shared.forwarding.model import ForwardJob, Permanent
+
+# Keeps an event that passes a network's age check from turning stale while its batch is assembled and sent.
+STALE_MARGIN_MS = 10 * 60 * 1000
+DAY_MS = 86_400_000
 
 
 def required(config: Mapping[str, Any], name: str, network: str) -> str:
@@ -15,6 +19,16 @@ def required(config: Mapping[str, Any], name: str, network: str) -> str:
     if not value:
         raise ValueError(f"{name} is not set for the {network} integration")
     return str(value)
+
+
+def too_old(job: ForwardJob, now_ms: int, max_age_days: int, network_title: str) -> Permanent | None:
+    """A Permanent outcome for an event older than the network accepts (less the margin), else None."""
+    age_ms = now_ms - job.event_time_ms
+    if age_ms <= max_age_days * DAY_MS - STALE_MARGIN_MS:
+        return None
+    age = f"{age_ms // 3_600_000} h" if age_ms < 2 * DAY_MS else f"{age_ms // DAY_MS} days"
+    return Permanent(f"stale: event is {age} old; {network_title} accepts events up to {max_age_days} days old",
+                     error_code="stale")
 
 
 def order_fields(job: ForwardJob, currency_case: Callable[[str], str] = str.upper) -> dict[str, Any]:

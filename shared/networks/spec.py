@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from shared.forwarding.model import ConnectionCheck, ForwardJob, HttpRequest, HttpResponse, Integration, Outcome
 
@@ -69,6 +69,12 @@ class NoSettings(Closed):
 
 class NoCredentials(Closed):
     pass
+
+
+class AccessToken(Closed):
+    """Credentials that are one access token (Meta, TikTok, Snapchat)."""
+
+    access_token: SecretStr = Field(min_length=1, description="The network's access token")
 
 
 class NetworkSettings(Closed):

@@ -164,7 +164,10 @@ def test_a_usage_mistake_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[st
 def test_dev_help_lists_its_ports_and_variables(capsys: pytest.CaptureFixture[str]) -> None:
     text = help_of(capsys, "dev")
     assert "--fake-networks" in text and "--drain-seconds N" in text
-    for port, variable in (("8080", "APPREFER_GATEWAY_PORT"), ("8081-8088", "APPREFER_GATEWAY_PORT"),
+    from services.catalog import services
+
+    consumers = f"8081-{8080 + len(services()) - 1}"  # a health port per consumer, a forwarder per network
+    for port, variable in (("8080", "APPREFER_GATEWAY_PORT"), (consumers, "APPREFER_GATEWAY_PORT"),
                            ("9092", "APPREFER_DEV_BROKER_PORT")):
         assert any(port in line and variable in line for line in text.splitlines()), (port, text)
     aliases = {name: field.alias for name, field in Settings.model_fields.items()}

@@ -102,11 +102,11 @@ def test_settings_and_credentials_models() -> None:
     for bad in ({}, {"snap_app_id": ""}, {"snap_app_id": APP, "snap-app-id": APP}):
         with pytest.raises(ValidationError):
             snapchat.Settings(**bad)
-    credentials = snapchat.Credentials(access_token=TOKEN)
+    credentials = snapchat.SPEC.credentials(access_token=TOKEN)
     assert TOKEN not in repr(credentials) and credentials.access_token.get_secret_value() == TOKEN
     for bad_credentials in ({"access_token": ""}, {"access_token": TOKEN, "refresh_token": "x"}):
         with pytest.raises(ValidationError):
-            snapchat.Credentials(**bad_credentials)
+            snapchat.SPEC.credentials(**bad_credentials)
 
 
 # --- the request --------------------------------------------------------------------------------
