@@ -49,7 +49,6 @@ from bench.infra import (
 )
 from bench.machine import CpuMeter
 from bench.profiling import Recording
-from tests.support.pipeline import AdminApi
 from tests.support.ports import free_port
 
 CONSUMERS = (
@@ -281,10 +280,11 @@ def run_e2e_bench(pg_server: str, meter: CpuMeter, durations: E2EDurations, prof
                 services(broker.bootstrap, database, APPREFER_META_BASE_URL=meta.base_url) as running:
             meter.label(broker_pid(broker), "broker (Tansu)")
             meter.label(meta.pid, "fake Meta")
-            gateway, base = running.start_gateway()
+            gateway, base, admin = running.start_edge()
             gateway_pid = gateway.process.pid if gateway.process else 0
             meter.label(gateway_pid, "gateway")
-            key = create_app(AdminApi(base), meta_base_url=meta.base_url)["live_key"]
+            key = create_app(admin, meta_base_url=meta.base_url)["live_key"]
+            running.stop({"admin"})  # the setup's only: not in the measured machine, nor profiled
             pipeline = Pipeline(running, watcher, meter, f"{base}/v1/events", key, log)
 
             pipeline.start_consumers(1)

@@ -44,7 +44,6 @@ from bench.infra import broker_pid, broker_with_topics, child, create_app, migra
 from bench.machine import CpuMeter
 from shared.avro import codec
 from shared.kafka.topics import AUDIT_RECORDS, dlq, forward_topic
-from tests.support.pipeline import AdminApi
 from tests.support.ports import free_port
 
 APPS = 200
@@ -415,10 +414,9 @@ def run_forward_bench(pg_server: str, meter: CpuMeter, durations: ForwardDuratio
         meter.label(broker_pid(broker), "broker (Tansu)")
         meter.label(meta.pid, "fake Meta")
         log(f"forward: {APPS} apps with a Meta integration each, through the admin API")
-        _, base = running.start_gateway()
-        admin = AdminApi(base)
+        _, admin = running.start_admin()  # no gateway: the jobs are produced straight onto forward.meta
         app_ids = [create_app(admin, meta.base_url, dataset_id(app))["app_id"] for app in range(APPS)]
-        running.stop({"gateway"})
+        running.stop({"admin"})
         metrics_port = free_port()
         forwarder = running.start("forwarder meta", ["run", "forwarder", "--network", "meta"],
                                   APPREFER_METRICS_PORT=str(metrics_port))

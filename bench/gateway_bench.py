@@ -23,7 +23,6 @@ from bench.infra import broker_pid, broker_with_topics, child, create_app, migra
 from bench.machine import CpuMeter, cores_by_thread, thread_ticks
 from bench.profiling import Recording
 from bench.wrk import WrkResult, run_wrk
-from tests.support.pipeline import AdminApi
 
 CONNECTIONS = 32  # where both servers peaked on the 2-core machine (16, 32, 64 tried)
 BATCH_CONNECTIONS = 8
@@ -47,9 +46,10 @@ def run_gateway_bench(pg_server: str, meter: CpuMeter, durations: GatewayDuratio
         meter.label(broker_pid(broker), "broker (Tansu)")
         meter.label(bare.pid, "bare aiohttp app")
         meter.label(naive.pid, "naive durable app")
-        gateway, base = running.start_gateway()
+        gateway, base, admin = running.start_edge()
         meter.label(gateway.process.pid if gateway.process else 0, "gateway")
-        key = create_app(AdminApi(base))["live_key"]
+        key = create_app(admin)["live_key"]
+        running.stop({"admin"})  # the setup's only: not in the measured machine
         bare_url, gateway_url = f"{bare.base_url}/v1/events", f"{base}/v1/events"
         naive_url = f"{naive.base_url}/v1/events"
         pid_by_url = {bare_url: bare.pid, naive_url: naive.pid}

@@ -85,16 +85,32 @@ class Services:
         port = free_port()
         process = self.start("gateway", ["run", "gateway"], APPREFER_GATEWAY_PORT=str(port))
         base = f"http://127.0.0.1:{port}"
-
-        def ready() -> bool:
-            process.assert_alive()
-            try:
-                return http_call("GET", f"{base}/readyz", timeout=2)[0] == 200
-            except OSError:
-                return False
-
-        wait_until(ready, timeout=30, what="gateway /readyz")
+        _wait_ready(process, base, "gateway")
         return process, base
+
+    def start_admin(self, gateway_base: str | None = None) -> tuple[ServiceProcess, AdminApi]:
+        """The admin service (label "admin"), its tracking links pointing at `gateway_base` when given. Stop it
+        (`stop({"admin"})`) once the setup is done, so that it is not in the measured machine."""
+        process, base = self._start_admin(gateway_base)
+        _wait_ready(process, base, "admin")
+        return process, AdminApi(base)
+
+    def start_edge(self) -> tuple[ServiceProcess, str, AdminApi]:
+        """The gateway and the admin service, started together: (the gateway, its URL, the admin API)."""
+        port = free_port()
+        gateway = self.start("gateway", ["run", "gateway"], APPREFER_GATEWAY_PORT=str(port))
+        base = f"http://127.0.0.1:{port}"
+        admin, admin_base = self._start_admin(base)
+        _wait_ready(gateway, base, "gateway")
+        _wait_ready(admin, admin_base, "admin")
+        return gateway, base, AdminApi(admin_base)
+
+    def _start_admin(self, gateway_base: str | None) -> tuple[ServiceProcess, str]:
+        port = free_port()
+        extra = {"APPREFER_ADMIN_PORT": str(port)}
+        if gateway_base is not None:
+            extra["APPREFER_PUBLIC_BASE_URL"] = gateway_base
+        return self.start("admin", ["run", "admin"], **extra), f"http://127.0.0.1:{port}"
 
     def pids(self) -> list[tuple[str, int]]:
         return [(label, p.process.pid) for label, p in self.processes if p.process is not None]
@@ -114,6 +130,17 @@ class Services:
             except subprocess.TimeoutExpired:
                 process.kill()
         self.processes = [(lbl, p) for lbl, p in self.processes if (lbl, p) not in chosen]
+
+
+def _wait_ready(process: ServiceProcess, base: str, name: str) -> None:
+    def ready() -> bool:
+        process.assert_alive()
+        try:
+            return http_call("GET", f"{base}/readyz", timeout=2)[0] == 200
+        except OSError:
+            return False
+
+    wait_until(ready, timeout=30, what=f"{name} /readyz")
 
 
 TRY_PREFIX = "BENCH_ENV_"

@@ -39,6 +39,7 @@ def group_id(service: str) -> str:
 
 
 GATEWAY = Service("gateway", ("gateway",), "services.gateway.main")
+ADMIN = Service("admin", ("admin",), "services.admin.main")
 CONSUMERS = (
     Service("attribution", ("attribution",), "services.attribution.main", (CLICKS_RAW, EVENTS_RAW)),
     Service("skan", ("skan",), "services.skan.main", (SKAN_RAW,)),
@@ -46,7 +47,7 @@ CONSUMERS = (
     Service("audit", ("audit",), "services.audit.main", (AUDIT_RECORDS,)),
 )
 # `apprefer run`'s choices.
-RUNNABLE = ("gateway", *(service.name for service in CONSUMERS), "forwarder")
+RUNNABLE = ("gateway", "admin", *(service.name for service in CONSUMERS), "forwarder")
 
 
 def consumer_topics(name: str) -> tuple[str, ...]:
@@ -59,8 +60,8 @@ def forwarder(network: str) -> Service:
 
 
 def services() -> tuple[Service, ...]:
-    """The gateway first, then every consumer, then a forwarder per registered network."""
-    return (GATEWAY, *CONSUMERS, *(forwarder(name) for name in registry().names))
+    """The gateway and the admin service first, then every consumer, then a forwarder per registered network."""
+    return (GATEWAY, ADMIN, *CONSUMERS, *(forwarder(name) for name in registry().names))
 
 
 def by_command(command: tuple[str, ...]) -> Service:

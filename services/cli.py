@@ -30,6 +30,7 @@ DEV_VARIABLES = {
     "secret_key": "unset: generated into APPREFER_DATA_DIR/secret.key",
     "admin_token": "unset: generated into APPREFER_DATA_DIR/admin.token",
     "gateway_host": "where the gateway listens",
+    "admin_host": "where the admin API listens (keep it private)",
     "log_level": "JSON logs on stderr",
 }
 
@@ -101,15 +102,16 @@ def _parser() -> argparse.ArgumentParser:
 def dev_epilog() -> str:
     """The ports `apprefer dev` listens on and its main variables, from Settings' names and defaults."""
     from services.catalog import services
-    from services.dev import FAKES_PORT_OFFSET
+    from services.dev import CONSUMER_PORTS_FROM, FAKES_PORT_OFFSET
 
     fields = Settings.model_fields
     gateway, broker = fields["gateway_port"].default, fields["dev_broker_port"].default
     fakes = gateway + FAKES_PORT_OFFSET
     ports = [
         (f"{gateway}", "gateway", fields["gateway_port"].alias),
-        (f"{gateway + 1}-{gateway + len(services()) - 1}", "consumers' /healthz, /readyz, /metrics",
-         f"the ports after {fields['gateway_port'].alias}"),
+        (f"{fields['admin_port'].default}", "admin API", fields["admin_port"].alias),
+        (f"{gateway + CONSUMER_PORTS_FROM}-{gateway + len(services()) - 1}", "consumers' /healthz, /readyz, /metrics",
+         f"{fields['gateway_port'].alias} + {CONSUMER_PORTS_FROM} and on"),
         (f"{fakes}-{fakes + len(registry().names) - 1}", "fake networks (--fake-networks)",
          f"{fields['gateway_port'].alias} + {FAKES_PORT_OFFSET}"),
         (f"{broker}", "bundled broker (KAFKA_BOOTSTRAP_SERVERS unset)", fields["dev_broker_port"].alias),

@@ -24,7 +24,7 @@ from types import FrameType
 
 from pydantic import SecretStr
 
-from services.catalog import GATEWAY, Service, services
+from services.catalog import ADMIN, GATEWAY, Service, services
 from services.dev_drain import backlog
 from services.dev_supervisor import CRASH_WINDOW_SECONDS, CRASHES_ALLOWED, RESTART_BACKOFF_SECONDS, Child
 from services.dev_supervisor import stop as supervisor_stop
@@ -125,9 +125,9 @@ def _say(message: str) -> None:
 
 def _ports(settings: Settings, embedded_broker: bool, fake_networks: bool) -> list[tuple[int, str]]:
     """Every port `apprefer dev` listens on, with the variable that moves it."""
-    ports = [(settings.gateway_port, "APPREFER_GATEWAY_PORT")]
+    ports = [(settings.gateway_port, "APPREFER_GATEWAY_PORT"), (settings.admin_port, "APPREFER_ADMIN_PORT")]
     ports += [(settings.gateway_port + i, f"APPREFER_GATEWAY_PORT (consumer health ports follow it: +{i})")
-              for i in range(1, len(services()))]
+              for i in range(CONSUMER_PORTS_FROM, len(services()))]
     if embedded_broker:
         ports.append((settings.dev_broker_port, "APPREFER_DEV_BROKER_PORT"))
     if fake_networks:
@@ -186,7 +186,8 @@ def _run_dev(settings: Settings, fake_networks: bool, drain_seconds: float) -> i
                           else f"in {data_dir / 'admin.token'}")
     embedded = "KAFKA_BOOTSTRAP_SERVERS" not in os.environ
     for port, variable in _ports(settings, embedded, fake_networks):
-        if _taken(settings.gateway_host if variable == "APPREFER_GATEWAY_PORT" else "127.0.0.1", port):
+        host = {"APPREFER_GATEWAY_PORT": settings.gateway_host, "APPREFER_ADMIN_PORT": settings.admin_host}
+        if _taken(host.get(variable, "127.0.0.1"), port):
             raise DevError(f"port {port} is taken (another apprefer dev?); set {variable} to use other ports")
 
     stop = Stop()
@@ -217,14 +218,15 @@ def _run_dev(settings: Settings, fake_networks: bool, drain_seconds: float) -> i
                  "(GET /admin/v1/audit?status=retrying lists them)")
         for index, service in enumerate(services()):
             child_env = env
-            if service != GATEWAY:  # consumers: /healthz, /readyz, /metrics on the next ports
+            if service not in (GATEWAY, ADMIN):  # consumers: /healthz, /readyz, /metrics on the next ports
                 child_env = {**env, "APPREFER_METRICS_PORT": str(settings.gateway_port + index)}
             children[service] = Child(" ".join(service.command),
                                       [sys.executable, "-m", "services.cli", "run", *service.command], child_env)
             children[service].start()
         gateway = f"http://{settings.gateway_host}:{settings.gateway_port}"
-        _say(f"gateway {gateway}  broker {bootstrap}  database {settings.effective_database_url}")
-        _say(f"consumers serve /readyz and /metrics on ports {settings.gateway_port + 1}-"
+        _say(f"gateway {gateway}  admin http://{settings.admin_host}:{settings.admin_port}  broker {bootstrap}  "
+             f"database {settings.effective_database_url}")
+        _say(f"consumers serve /readyz and /metrics on ports {settings.gateway_port + CONSUMER_PORTS_FROM}-"
              f"{settings.gateway_port + len(children) - 1}")
         if fake_networks:
             _say("fake networks: " + ", ".join(f"{name} {url}" for name, url in fake_urls.items())
@@ -237,6 +239,9 @@ def _run_dev(settings: Settings, fake_networks: bool, drain_seconds: float) -> i
 
 
 FAKES_PORT_OFFSET = 20
+# The consumers' health ports are the gateway's port plus their place in the catalog: after the gateway and the
+# admin service (whose default port, APPREFER_ADMIN_PORT 8081, is the gateway's plus one).
+CONSUMER_PORTS_FROM = 2
 
 
 def _start_fakes(first_port: int) -> tuple[Child, dict[str, str], dict[str, str]]:

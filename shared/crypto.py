@@ -43,6 +43,12 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def token_id(token: str) -> str:
+    """A short, stable id of a secret token (the admin token) to record who did what, never the token: the first
+    12 hex digits of its SHA-256, as `printf %s "$APPREFER_ADMIN_TOKEN" | sha256sum | cut -c1-12` prints them."""
+    return hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
 def secrets_equal(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 

@@ -18,3 +18,7 @@ class InputError(ValueError):
 
     def as_json(self, error: str = "invalid_request") -> dict[str, str]:
         return {"error": error, "field": self.field, "message": self.message}
+
+
+class NotFound(LookupError):
+    """What a request names does not exist (an app, an integration, a link): answered 404."""

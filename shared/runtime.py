@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import time
 
 # Every record a service handles allocates a few dicts, so CPython's default first-generation
 # threshold (700 allocations) runs the cyclic collector every few records, each time walking the
@@ -17,3 +18,8 @@ def settle_heap() -> None:
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(YOUNG_GENERATION_THRESHOLD, older, oldest)
+
+
+def now_ms() -> int:
+    """Wall-clock time in epoch milliseconds, the unit of every stored time."""
+    return int(time.time() * 1000)

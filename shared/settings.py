@@ -54,6 +54,14 @@ class Settings(BaseSettings):
     # Gateway.
     gateway_host: str = Field("127.0.0.1", alias="APPREFER_GATEWAY_HOST")
     gateway_port: int = Field(8080, alias="APPREFER_GATEWAY_PORT")
+    # The URL devices reach the gateway at: tracking links the admin API makes start with it. Unset: the
+    # gateway's own host and port.
+    public_base_url: str | None = Field(None, alias="APPREFER_PUBLIC_BASE_URL")
+
+    # Admin service (the management API and dashboard): not on the public port; keep it on a private network.
+    admin_host: str = Field("127.0.0.1", alias="APPREFER_ADMIN_HOST")
+    admin_port: int = Field(8081, alias="APPREFER_ADMIN_PORT")
+    admin_max_body_bytes: int = Field(1_048_576, alias="APPREFER_ADMIN_MAX_BODY_BYTES")
     gateway_max_body_bytes: int = Field(1_048_576, alias="APPREFER_GATEWAY_MAX_BODY_BYTES")
     gateway_max_batch: int = Field(500, alias="APPREFER_GATEWAY_MAX_BATCH")
     # Slow clients: a request's head (request line and headers) must be complete this many seconds after
@@ -182,6 +190,10 @@ class Settings(BaseSettings):
 
         spec = registry().get(network)
         return self.network_urls.get(f"{network}.token", spec.default_token_url or "")
+
+    @property
+    def effective_public_base_url(self) -> str:
+        return (self.public_base_url or f"http://{self.gateway_host}:{self.gateway_port}").rstrip("/")
 
     @property
     def effective_database_url(self) -> str:

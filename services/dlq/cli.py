@@ -3,45 +3,34 @@
 from __future__ import annotations
 
 import argparse
-import math
-import re
 import sys
-import time
-from datetime import datetime, timedelta
-from typing import Any, TextIO
+from datetime import datetime
+from typing import TextIO
 
 import orjson
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Column, Table
-from sqlalchemy import select, tuple_
 
 from shared.avro import codec
-from shared.db.models import DlqReplay
 from shared.db.session import make_engine, make_sessionmaker
-from shared.db.upsert import insert_ignoring_duplicates
-from shared.forwarding.audit import audit_out
 from shared.kafka.config import producer_config
 from shared.kafka.dlq import (
     CLIENT_LOG,
+    TIME_FORMS,
     DeadLetter,
     DeadLetterReadError,
     DlqFilter,
     dead_letter_topics,
+    epoch_ms,
     find_dead_letters,
-    read_dead_letters,
-    replay,
+    plan_replay,
+    read_dead_letter,
+    replay_recorded,
 )
 from shared.kafka.producer import DeliveryFailed, SyncProducer
-from shared.kafka.records import OutRecord
 from shared.networks.registry import registry
 from shared.settings import Settings
-
-TIME_FORMS = "RFC 3339, epoch seconds or ms, or relative: 30m, 2h, 7d, today, yesterday, now"
-_RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])", re.IGNORECASE)
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
-# Below this a number is epoch seconds (until the year 5138), above it epoch milliseconds.
-_EPOCH_MS_FROM = 100_000_000_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,36 +65,6 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
                         help=f"failed at or after this time ({TIME_FORMS})")
     parser.add_argument("--until", type=_time_option, metavar="TIME",
                         help=f"failed at or before this time ({TIME_FORMS})")
-
-
-def epoch_ms(text: str | None, now: datetime | None = None) -> int | None:
-    """A point in time as epoch ms: RFC 3339, epoch seconds or ms, a duration ago (`30m`, `2h`, `7d`, `1w`),
-    or `now`, `today`, `yesterday` (local midnight). ValueError, with the accepted forms, for anything else."""
-    if not text or not text.strip():
-        return None
-    word = text.strip().lower()
-    now = now or datetime.now().astimezone()
-    if word in ("now", "today", "yesterday"):
-        if word == "now":
-            return int(now.timestamp() * 1000)
-        start = datetime.combine(now.date(), datetime.min.time(), tzinfo=now.tzinfo)  # naive now: local time
-        return int((start - timedelta(days=1 if word == "yesterday" else 0)).timestamp() * 1000)
-    relative = _RELATIVE.fullmatch(word)
-    if relative:
-        seconds = float(relative.group(1)) * _UNIT_SECONDS[relative.group(2)]
-        return int((now.timestamp() - seconds) * 1000)
-    try:
-        number = float(word)
-    except ValueError:
-        pass
-    else:
-        if not math.isfinite(number):
-            raise ValueError(f"{text!r} is not a time ({TIME_FORMS})")
-        return int(number) if abs(number) >= _EPOCH_MS_FROM else int(number * 1000)
-    try:
-        return int(datetime.fromisoformat(text.strip().replace("Z", "+00:00")).timestamp() * 1000)
-    except (ValueError, OverflowError, OSError):
-        raise ValueError(f"{text!r} is not a time ({TIME_FORMS})") from None
 
 
 def _time_option(text: str) -> int | None:
@@ -182,55 +141,30 @@ def _one_line(text: str) -> str:
 
 
 def _show(settings: Settings, position: str) -> int:
-    topic = position.rsplit(":", 2)[0]
-    for letter in read_dead_letters(settings.kafka_bootstrap_servers, topic, codec()):
-        if letter.position == position:
-            shown: dict[str, Any] = {**letter.summary(), "schema": letter.schema, "record": letter.record,
-                                     "headers": {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v
-                                                 for k, v in letter.headers}}
-            if letter.record is None:
-                shown["value_hex"] = letter.value.hex()
-            sys.stdout.write(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode() + "\n")
-            return 0
-    print(f"apprefer dlq show: no dead letter at {position}", file=sys.stderr)
-    return 1
+    topic, partition, offset = position.rsplit(":", 2)
+    letter = read_dead_letter(settings.kafka_bootstrap_servers, topic, int(partition), int(offset), codec())
+    if letter is None:
+        print(f"apprefer dlq show: no dead letter at {position}", file=sys.stderr)
+        return 1
+    sys.stdout.write(orjson.dumps(letter.detail(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
 
 
 def _replay(settings: Settings, args: argparse.Namespace, letters: list[DeadLetter], console: Console) -> int:
     engine = make_engine(settings.effective_database_url)
     sessions = make_sessionmaker(engine)
     try:
-        if not args.force and letters:
-            with sessions() as session:
-                done = set(session.execute(
-                    select(DlqReplay.topic, DlqReplay.partition, DlqReplay.offset).where(
-                        tuple_(DlqReplay.topic, DlqReplay.partition, DlqReplay.offset).in_(
-                            [(d.topic, d.partition, d.offset) for d in letters]))
-                ).tuples())
-            letters = [d for d in letters if (d.topic, d.partition, d.offset) not in done]
+        letters = plan_replay(letters, sessions, args.force).letters
         if args.dry_run or not letters:
             _print_list(letters, args.json)
             console.print(f"{'would replay' if args.dry_run else 'nothing to replay:'} "
                           f"{counted(len(letters), 'dead letter')}")
             return 0
-
         producer = SyncProducer(producer_config(settings, logger=CLIENT_LOG))
-
-        def record(batch: list[tuple[DeadLetter, OutRecord]]) -> None:
-            now_ms = int(time.time() * 1000)
-            audits = [audit_out(codec(), app_id=d.app_id or "", event_id=d.event_id or d.position,
-                                network=(d.record or {}).get("network") or d.source_topic, status="retrying",
-                                detail=f"replayed from {d.position} to {out.topic}")
-                      for d, out in batch if d.record is not None and d.app_id]
-            producer.send_all(audits)
-            with sessions.begin() as session:
-                insert_ignoring_duplicates(session, DlqReplay, [
-                    {"topic": d.topic, "partition": d.partition, "offset": d.offset, "replayed_to": out.topic,
-                     "event_id": d.event_id, "replayed_at_ms": now_ms} for d, out in batch])
-
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("replaying", total=len(letters))
-            count = replay(letters, producer, codec(), record, progress=lambda n: progress.advance(task, n))
+            count = replay_recorded(letters, producer, sessions, codec(),
+                                    progress=lambda n: progress.advance(task, n))
         producer.close()
         console.print(f"replayed {counted(count, 'dead letter')}")
         return 0

@@ -14,43 +14,35 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.gateway import revenuecat
-from services.gateway.admin import (
-    ConnectionTester,
-    DeadLetterLister,
-    admin_routes,
+from services.gateway.click_input import click_record
+from services.gateway.event_input import event_field_prefix, parse_events, raw_event_record
+from services.gateway.openapi import document as openapi_document
+from services.gateway.store import GatewayStore, KeyOwner, LinkTarget
+from services.skan.postback_input import SourceRateLimiter, parse_postback, transaction_key
+from shared.avro import AvroCodec
+from shared.crypto import secrets_equal
+from shared.errors import InputError
+from shared.kafka.producer import AsyncProducer, DeliveryFailed, ProducerQueueFull, RecordRefused
+from shared.kafka.records import OutRecord
+from shared.kafka.topics import CLICKS_RAW, EVENTS_RAW, SKAN_RAW
+from shared.metrics import EVENTS_ACCEPTED, SKAN_INTAKE
+from shared.runtime import now_ms
+from shared.web import (
+    LabelledCounter,
+    answers_counted,
+    check_json_depth,
     error_response,
     json_object_body,
     json_response,
     storable_text,
 )
-from services.gateway.click_input import click_record
-from services.gateway.event_input import (
-    check_json_depth,
-    event_field_prefix,
-    parse_events,
-    raw_event_record,
-)
-from services.gateway.openapi import document as openapi_document
-from services.gateway.store import GatewayStore, KeyOwner, LinkTarget, now_ms
-from services.skan.postback_input import SourceRateLimiter, parse_postback, transaction_key
-from shared.avro import AvroCodec
-from shared.crypto import secrets_equal
-from shared.db.session import database_unavailable
-from shared.errors import InputError
-from shared.kafka.producer import AsyncProducer, DeliveryFailed, ProducerQueueFull, RecordRefused
-from shared.kafka.records import OutRecord
-from shared.kafka.topics import CLICKS_RAW, EVENTS_RAW, SKAN_RAW
-from shared.metrics import EVENTS_ACCEPTED, HTTP_REQUESTS, SKAN_INTAKE
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = "1"
-DATABASE_RETRY_AFTER_SECONDS = "5"  # a lock or a failover takes seconds
 
 
 class TtlCache:
@@ -73,22 +65,6 @@ class TtlCache:
         return value
 
 
-class LabelledCounter:
-    """A counter whose children are looked up once per label values: Counter.labels() costs about as much
-    as the increment twice over, on every request. The label values are few (routes, statuses, kinds)."""
-
-    def __init__(self, counter: Counter) -> None:
-        self._counter = counter
-        self._children: dict[tuple[str, ...], Counter] = {}
-
-    def inc(self, *label_values: str, amount: float = 1) -> None:
-        child = self._children.get(label_values)
-        if child is None:
-            child = self._children[label_values] = self._counter.labels(*label_values)
-        child.inc(amount)
-
-
-_HTTP_REQUESTS = LabelledCounter(HTTP_REQUESTS)
 _EVENTS_ACCEPTED = LabelledCounter(EVENTS_ACCEPTED)
 
 
@@ -368,60 +344,10 @@ def store_url_with_click(store_url: str, click: dict[str, Any]) -> str:
 
 
 @web.middleware
-async def count_requests(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                         ) -> web.StreamResponse:
-    """Counts every answer by route and status, and answers in JSON what escapes a handler: the one place
-    for failures of reading a body (every route reads it through request.read() or request.content)."""
-    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
-    try:
-        response = await handler(request)
-    except web.HTTPRequestEntityTooLarge:
-        _HTTP_REQUESTS.inc(route, "413")
-        return error_response(413, "too_large", f"body over {request.client_max_size} bytes", "body")
-    except web.HTTPRequestTimeout:
-        # The body did not arrive in time: raised by request.read() (services/gateway/main.py's guard).
-        _HTTP_REQUESTS.inc(route, "408")
-        late = error_response(408, "timeout", "the body did not arrive in time", "body")
-        late.force_close()
-        return late
-    except web.HTTPException as exc:
-        _HTTP_REQUESTS.inc(route, str(exc.status))
-        raise
-    except web.RequestPayloadError as exc:
-        # aiohttp could not decode the body: not valid in its Content-Encoding (gzip, deflate), or broken
-        # chunked framing. The client's fault; the connection cannot carry another request after it.
-        _HTTP_REQUESTS.inc(route, "400")
-        reason = getattr(exc.__cause__, "message", "") or "malformed body"
-        unreadable = error_response(400, "invalid_body", f"body cannot be read: {reason}", "body")
-        unreadable.force_close()
-        return unreadable
-    except (DBAPIError, PoolTimeout) as exc:
-        if not database_unavailable(exc):
-            log.exception("unhandled database error, answered 500", extra={"route": route})
-            _HTTP_REQUESTS.inc(route, "500")
-            return error_response(500, "internal_error", "the gateway failed to handle this request; retry later")
-        # Not now, rather than never: a lock, a failover, a read-only standby. Clients retry after a while.
-        log.warning("database unavailable", extra={"route": route, "error": str(exc).splitlines()[0]})
-        _HTTP_REQUESTS.inc(route, "503")
-        unavailable = error_response(503, "unavailable", "database unavailable; retry")
-        unavailable.headers["Retry-After"] = DATABASE_RETRY_AFTER_SECONDS
-        return unavailable
-    except ConnectionResetError:
-        # The client went away mid-request (nginx logs this 499): nothing failed here, and nobody reads the answer.
-        _HTTP_REQUESTS.inc(route, "499")
-        return error_response(499, "client_closed", "the client closed the connection")
-    except Exception:
-        log.exception("unhandled error, answered 500", extra={"route": route})
-        _HTTP_REQUESTS.inc(route, "500")
-        return error_response(500, "internal_error", "the gateway failed to handle this request; retry later")
-    _HTTP_REQUESTS.inc(route, str(response.status))
-    return response
-
-
-def build_app(gateway: Gateway, store: GatewayStore, *, admin_token: str | None, public_base_url: str,
-              max_body_bytes: int, connection_tester: ConnectionTester | None = None,
-              dead_letters: DeadLetterLister | None = None) -> web.Application:
-    app = web.Application(client_max_size=max_body_bytes, middlewares=[count_requests])
+def build_app(gateway: Gateway, *, max_body_bytes: int) -> web.Application:
+    """Ingest only: events, clicks and tracking links, webhooks, SKAN postbacks, health. The admin API is a
+    service of its own (services/admin/), off the public port."""
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[answers_counted("gateway")])
     app.router.add_post("/v1/events", gateway.post_events)
     app.router.add_post("/v1/clicks", gateway.post_click)
     app.router.add_get("/c/{link_id}", gateway.click_redirect)
@@ -433,5 +359,4 @@ def build_app(gateway: Gateway, store: GatewayStore, *, admin_token: str | None,
     app.router.add_get("/readyz", gateway.readyz)
     app.router.add_get("/metrics", gateway.metrics)
     app.router.add_get("/openapi.json", gateway.openapi)
-    app.router.add_routes(admin_routes(store, admin_token, public_base_url, connection_tester, dead_letters))
     return app

@@ -1,4 +1,4 @@
-"""The gateway's OpenAPI 3.1 document, served at GET /openapi.json.
+"""The OpenAPI 3.1 documents of the gateway and of the admin service, each served at its GET /openapi.json.
 
 Hand-written to match the handlers (services/gateway/app.py, admin.py, event_input.py, click_input.py):
 change a route's behaviour and its entry here together. tests/integration/test_gateway_fuzz.py runs
@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.admin.integration_settings import integration_names
 from services.gateway.click_input import KNOWN_PARAMS
 from services.gateway.event_input import (
     DEFAULT_MAX_REVENUE_AMOUNT,
     MAX_JSON_DEPTH,
     MAX_REVENUE_BOUND,
 )
-from services.gateway.integration_settings import integration_names
 from services.privacy.erasure import IDENTIFIER_KINDS
 from services.privacy.erasure import TABLES as ERASURE_TABLES
 from services.skan.postback_input import ENRICHMENT_KEYS
@@ -619,29 +619,45 @@ def _add_line_too_long(paths: dict[str, Any]) -> None:
 
 
 _add_line_too_long(PATHS)
-# Every operation that reads a body can see it arrive too slowly (services/gateway/main.py's guard).
+# Every operation that reads a body can see it arrive too slowly (shared/web_server.py's guard).
 for _item in PATHS.values():
     for _operation in _item.values():
         if "requestBody" in _operation:
             _operation["responses"].setdefault("408", _r("BodyTimeout"))
 
-DOCUMENT: dict[str, Any] = {
+_DESCRIPTION = ("Request bodies are parsed as JSON whatever their Content-Type; a body that is not JSON is a 400 "
+                "invalid_json. Content-Encoding gzip and deflate are decoded (a body not valid in them is a 400 "
+                "invalid_body; br and zstd, on any route, a 400 unsupported_encoding).")
+_SHARED_PATHS = ("/healthz", "/readyz", "/metrics", "/openapi.json")
+
+GATEWAY_DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
         "title": "apprefer gateway",
         "version": "1",
-        "description": "Self-hosted mobile attribution: the ingest gateway and its admin API. Request bodies are "
-                       "parsed as JSON whatever their Content-Type; a body that is not JSON is a 400 invalid_json. "
-                       "Content-Encoding gzip and deflate are decoded (a body not valid in them is a 400 "
-                       "invalid_body; br and zstd, on any route, a 400 unsupported_encoding). A request whose "
-                       "request line and headers are not complete within APPREFER_GATEWAY_HEADER_TIMEOUT_SECONDS "
-                       "(default 10) has its connection closed unanswered.",
+        "description": "Self-hosted mobile attribution: the ingest gateway (events, clicks, tracking links, "
+                       "webhooks, SKAN postbacks). " + _DESCRIPTION + " A request whose request line and headers "
+                       "are not complete within APPREFER_GATEWAY_HEADER_TIMEOUT_SECONDS (default 10) has its "
+                       "connection closed unanswered.",
     },
-    "paths": PATHS,
+    "paths": {path: item for path, item in PATHS.items() if not path.startswith("/admin/")},
+    "components": COMPONENTS,
+}
+ADMIN_DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "apprefer admin", "version": "1",
+             "description": "The admin API (APPREFER_ADMIN_PORT, not the public port). " + _DESCRIPTION},
+    "paths": {path: item for path, item in PATHS.items() if path.startswith("/admin/") or path in _SHARED_PATHS},
     "components": COMPONENTS,
 }
 
 
 def document() -> dict[str, Any]:
-    """The OpenAPI document (a fresh copy is not needed: it is only serialised)."""
-    return DOCUMENT
+    """The gateway's OpenAPI document (a fresh copy is not needed: it is only serialised)."""
+    return GATEWAY_DOCUMENT
+
+
+def admin_document() -> dict[str, Any]:
+    """The admin service's (services/admin/openapi.py serves it; written here until both are derived from
+    their models)."""
+    return ADMIN_DOCUMENT

@@ -41,6 +41,7 @@ class App(Base):
     # DEFAULT_MAX_REVENUE_AMOUNT is the default; tests/unit/test_revenue_bound.py keeps them equal).
     max_revenue_amount: Mapped[float] = mapped_column(Float, default=1_000_000.0, server_default=text("1000000"))
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    deleted_at_ms: Mapped[int | None] = mapped_column(BigInteger)  # soft delete: its keys stop working at once
     # Built in for testing (the SKAN guide's simulated apps, seeded by migration 0009), not a customer's app.
     test_app: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
@@ -55,6 +56,7 @@ class ApiKey(Base):
     key_prefix: Mapped[str] = mapped_column(String(20))  # enough to recognise a key in a listing
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
     revoked_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+    expires_at_ms: Mapped[int | None] = mapped_column(BigInteger)  # a rotated key works until then (grace)
 
 
 class TrackingLink(Base):
@@ -66,6 +68,7 @@ class TrackingLink(Base):
     campaign: Mapped[str | None] = mapped_column(String(200))
     store_url: Mapped[str | None] = mapped_column(Text)
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    deleted_at_ms: Mapped[int | None] = mapped_column(BigInteger)  # its URL answers 404 from then on
 
 
 class Integration(Base):
@@ -252,3 +255,36 @@ Index("ix_clicks_clicked_at", Click.clicked_at_ms)
 Index("ix_installs_installed_at", Install.installed_at_ms)
 Index("ix_skan_postbacks_received_at", SkanPostback.received_at_ms)
 Index("ix_deliveries_delivered_at", Delivery.delivered_at_ms)
+
+# The app report (services/admin/stores/reports.py, migration 0011): one app's rows in a time range, the grouped
+# columns INCLUDEd on PostgreSQL (index-only scans); the installs ones partial (live rows; reinstalled rows).
+_REPORT_INSTALL_COLUMNS = ("attributed", "network", "campaign")
+Index("ix_installs_report", Install.app_id, Install.installed_at_ms, postgresql_include=_REPORT_INSTALL_COLUMNS,
+      postgresql_where=text("NOT sandbox"), sqlite_where=text("sandbox = 0"))
+Index("ix_installs_report_reinstalls", Install.app_id, Install.last_install_at_ms,
+      postgresql_include=_REPORT_INSTALL_COLUMNS,
+      postgresql_where=text("NOT sandbox AND last_install_event_id <> event_id"),
+      sqlite_where=text("sandbox = 0 AND last_install_event_id != event_id"))
+Index("ix_audit_report", AuditEntry.app_id, AuditEntry.recorded_at_ms,
+      postgresql_include=("network", "status", "event_name", "event_id"))
+Index("ix_skan_postbacks_app_received", SkanPostback.app_id, SkanPostback.received_at_ms)
+# The audit log's keyset pages by event and by status (migration 0012).
+Index("ix_audit_event_id", AuditEntry.event_id, AuditEntry.id)
+Index("ix_audit_status_id", AuditEntry.status, AuditEntry.id)
+
+
+class AdminEvent(Base):
+    """Who (the admin token's id, never the token) did what through the admin API, to which app."""
+
+    __tablename__ = "admin_events"
+    __table_args__ = (Index("ix_admin_events_at", "at_ms"), Index("ix_admin_events_app_at", "app_id", "at_ms"))
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    token_id: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(80))  # "app.patch", "key.rotate", "integration.delete", ...
+    method: Mapped[str] = mapped_column(String(10))
+    path: Mapped[str] = mapped_column(String(500))
+    app_id: Mapped[str | None] = mapped_column(String(40))
+    status: Mapped[int] = mapped_column(Integer)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)

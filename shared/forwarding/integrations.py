@@ -1,7 +1,7 @@
 """Integrations read by fanout and forwarders: cached, and refreshed when the admin API changes them.
 
-The cache is checked against `max(updated_at_ms)` of the app's integrations, one cheap indexed
-query per app per batch, so a change made through the admin API (in another process) is seen
+The cache is checked against `max(updated_at_ms)` and the number of the app's integrations, one cheap
+indexed query per app per batch, so a change made through the admin API (in another process) is seen
 by the next batch without a message bus.
 """
 
@@ -18,13 +18,14 @@ from shared.forwarding.model import Integration
 class IntegrationCache:
     def __init__(self, secret_key: str | None) -> None:
         self._secret_key = secret_key
-        self._by_app: dict[str, tuple[int | None, dict[str, Integration]]] = {}
+        self._by_app: dict[str, tuple[tuple[object, ...], dict[str, Integration]]] = {}
 
     def for_app(self, session: Session, app_id: str) -> dict[str, Integration]:
         """The app's integrations by network (enabled or not), credentials decrypted."""
-        version = session.scalar(
-            select(func.max(IntegrationRow.updated_at_ms)).where(IntegrationRow.app_id == app_id)
-        )
+        # The count too: deleting an integration other than the newest leaves max(updated_at_ms) as it was.
+        version = tuple(session.execute(
+            select(func.max(IntegrationRow.updated_at_ms), func.count()).where(IntegrationRow.app_id == app_id)
+        ).one())
         cached = self._by_app.get(app_id)
         if cached is not None and cached[0] == version:
             return cached[1]

@@ -34,7 +34,7 @@ from sqlalchemy import Engine, create_engine, func, select
 from shared.db.models import AuditEntry
 from shared.kafka.topics import all_topics, create_topics
 from tests.fakes import FakeMeta, FakeTikTok, RecordedRequest
-from tests.support.pipeline import AdminApi, ServiceProcess, http_call, service_env, start_gateway
+from tests.support.pipeline import ServiceProcess, http_call, service_env, start_edge
 
 EVENTS = int(os.environ.get("APPREFER_CHAOS_EVENTS", "2000"))
 SEED = int(os.environ.get("APPREFER_CHAOS_SEED", "20240607"))
@@ -295,10 +295,11 @@ def test_sigkilled_consumers_lose_nothing_and_duplicate_nothing(fresh_bootstrap:
     with FakeMeta() as meta, FakeTikTok() as tiktok:
         env = service_env(fresh_bootstrap, migrated_pg_url, APPREFER_RETRY_DELAYS="1,2,4,8,16",
                           APPREFER_META_BASE_URL=meta.base_url, APPREFER_TIKTOK_BASE_URL=tiktok.base_url)
-        gateway, base = start_gateway(env, tmp_path)
+        edge = start_edge(env, tmp_path)
+        base = edge.base
         consumers: Consumers | None = None
         try:
-            admin = AdminApi(base)
+            admin = edge.admin
             app = admin.new_app()
             integrations = {
                 "meta": {"settings": {"dataset_id": "ds-1", "bundle_id": "com.example"},
@@ -360,7 +361,7 @@ def test_sigkilled_consumers_lose_nothing_and_duplicate_nothing(fresh_bootstrap:
             stop_killing.set()
             if consumers is not None:
                 consumers.stop()
-            gateway.terminate()
+            edge.terminate()
 
         # The outcome, read once everything is stopped (nothing can still be in flight).
         meta_got, tiktok_got = set(meta.unique_events), set(tiktok.unique_events)

@@ -15,15 +15,16 @@ from shared.kafka.topics import create_topics
 from shared.networks.registry import registry
 from shared.networks.spec import Feed
 from tests.fakes import FakeGoogleAds, FakeMeta, FakeServer, FakeTikTok, fake_class
-from tests.support.pipeline import REPO, AdminApi, ServiceProcess, http_call, service_env, start_gateway
+from tests.support.pipeline import REPO, AdminApi, ServiceProcess, http_call, service_env, start_edge
 from tests.support.pipeline import wait_until as wait
 
 CONVERSION_ACTION = "customers/1234567890/conversionActions/99"
 # The catalog's consumers for app events: no SKAN decoder, no forwarder of SKAN postbacks (tests/e2e/test_skan.py
-# runs those), a forwarder per network fed conversions.
+# runs those), a forwarder per network fed conversions. The gateway and the admin service are started apart
+# (start_edge), on free ports.
 SKAN_FED = {f"forwarder-{spec.name}" for spec in registry().fed_by(Feed.SKAN)}
 SERVICES: tuple[Service, ...] = tuple(service for service in services()
-                                      if service.name not in {"gateway", "skan", *SKAN_FED})
+                                      if service.name not in {"gateway", "admin", "skan", *SKAN_FED})
 
 
 F = TypeVar("F", bound=FakeServer)
@@ -32,6 +33,7 @@ F = TypeVar("F", bound=FakeServer)
 class Pipeline:
     def __init__(self, base: str, admin: AdminApi, bootstrap: str, fakes: dict[str, FakeServer],
                  env: dict[str, str], log_dir: Path) -> None:
+        # `base` is the gateway's URL; `admin` the admin API's client, at the admin service's own URL.
         self.base, self.admin, self.bootstrap = base, admin, bootstrap
         self.fakes = fakes  # by network: every network fed conversions that has a fake in tests/fakes
         self.env, self.log_dir = env, log_dir
@@ -102,16 +104,16 @@ def pipeline(request: pytest.FixtureRequest, fresh_bootstrap: str, migrated_pg_u
     try:
         env = service_env(fresh_bootstrap, migrated_pg_url, APPREFER_RETRY_DELAYS="1,2,4,8", **urls,
                           **getattr(request, "param", {}))
-        gateway, base = start_gateway(env, tmp_path)
+        edge = start_edge(env, tmp_path)
         consumers = [ServiceProcess(["run", *service.command], env, tmp_path).start() for service in SERVICES]
         try:
-            running = Pipeline(base, AdminApi(base), fresh_bootstrap, fakes, env, tmp_path)
-            running.processes = [gateway, *consumers]
+            running = Pipeline(edge.base, edge.admin, fresh_bootstrap, fakes, env, tmp_path)
+            running.processes = [*edge.processes, *consumers]
             yield running
         finally:
             for process in consumers:
                 process.terminate()
-            gateway.terminate()
+            edge.terminate()
     finally:
         for fake in fakes.values():
             fake.stop()

@@ -19,7 +19,7 @@ import pytest
 
 from shared.kafka.topics import EVENTS_ATTRIBUTED, create_topics
 from tests.support.broker import BrokerProcess
-from tests.support.pipeline import AdminApi, ServiceProcess, http_call, read_topic, service_env, start_gateway
+from tests.support.pipeline import ServiceProcess, http_call, read_topic, service_env, start_edge
 from tests.support.pipeline import wait_until as wait
 from tests.support.ports import free_port
 
@@ -84,13 +84,14 @@ def test_a_broker_stall_is_survived_and_readiness_is_truthful(migrated_pg_url: s
     with BrokerProcess() as broker:
         create_topics(broker.bootstrap, partitions=3, replication=1)
         env = service_env(broker.bootstrap, migrated_pg_url)
-        gateway, base = start_gateway(env, tmp_path)
+        edge = start_edge(env, tmp_path)
+        base = edge.base
         metrics_port = free_port()
         attribution = ServiceProcess(["run", "attribution"], {**env, "APPREFER_METRICS_PORT": str(metrics_port)},
                                      tmp_path).start()
         consumer_ready = f"http://127.0.0.1:{metrics_port}/readyz"
         try:
-            app = AdminApi(base).new_app()
+            app = edge.admin.new_app()
             key = app["live_key"]
             wait(lambda: _status(consumer_ready) == 200, timeout=30, what="attribution ready")
             with Prober(base, key, consumer_ready) as prober:
@@ -105,7 +106,7 @@ def test_a_broker_stall_is_survived_and_readiness_is_truthful(migrated_pg_url: s
                      timeout=BACK_WITHIN_SECONDS + 30, what="events accepted again")
                 back_at = _accepting_since(prober.posts, resumed_at)
                 time.sleep(5)  # and it stays so
-            gateway.assert_alive()
+            edge.assert_alive()
 
             assert back_at is not None and back_at - resumed_at < BACK_WITHIN_SECONDS, (
                 f"events accepted again {back_at and back_at - resumed_at:.1f}s after the broker came back")
@@ -130,7 +131,7 @@ def test_a_broker_stall_is_survived_and_readiness_is_truthful(migrated_pg_url: s
             attribution.assert_alive()
         finally:
             attribution.terminate()
-            gateway.terminate()
+            edge.terminate()
 
 
 def _status(url: str) -> int:

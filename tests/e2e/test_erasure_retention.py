@@ -139,7 +139,7 @@ def test_a_person_is_erased_through_the_admin_api_and_the_command_line(pipeline:
     # Bad requests are 400 naming the field; an unknown app is a 404.
     for body, field in (({}, "body"), ({"email": "not-an-email"}, "email"), ({"phone": "12"}, "phone"),
                         ({"device_id": "d", "ip": "1.2.3.4"}, "ip")):
-        status, _, error = http_call("POST", f"{pipeline.base}/admin/v1/apps/{app_id}/erasure", body,
+        status, _, error = http_call("POST", f"{pipeline.admin.base}/admin/v1/apps/{app_id}/erasure", body,
                                      pipeline.admin.headers)
         assert status == 400 and error["field"] == field, (body, error)
     pipeline.admin.call("POST", "/apps/app_missing/erasure", {"device_id": "d"}, expect=404)

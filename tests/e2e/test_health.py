@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shared.kafka.topics import create_topics
-from tests.support.pipeline import ServiceProcess, http_call, service_env, start_gateway, wait_until
+from tests.support.pipeline import ServiceProcess, http_call, service_env, start_edge, wait_until
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.slow
@@ -30,16 +30,15 @@ def test_consumer_readiness_and_metrics(fresh_bootstrap: str, migrated_pg_url: s
     no_db = service_env(fresh_bootstrap, "postgresql+psycopg://postgres@127.0.0.1:1/none",
                         APPREFER_METRICS_PORT=str(broken_port))
     broken = ServiceProcess(["run", "fanout"], no_db, tmp_path).start()
-    gateway, base = start_gateway(env, tmp_path)
+    edge = start_edge(env, tmp_path)
+    base = edge.base
     try:
         wait_until(lambda: readiness(good_port)[0] == 200, timeout=30, what="attribution ready")
         wait_until(lambda: readiness(broken_port)[0] == 503, timeout=30, what="fanout reports its database")
         _status, body = readiness(broken_port)
         assert "database" in body["failures"] and "broker" not in body["failures"]  # type: ignore[index]
 
-        from tests.support.pipeline import AdminApi
-
-        key = AdminApi(base).new_app()["live_key"]
+        key = edge.admin.new_app()["live_key"]
         events = [{"event_id": f"e{n}", "event_name": "open", "event_time": int(time.time()),
                    "device": {"device_id": f"d{n}"}} for n in range(30)]
         assert http_call("POST", f"{base}/v1/events", {"events": events}, {"Authorization": f"Bearer {key}"})[0] == 202
@@ -52,6 +51,6 @@ def test_consumer_readiness_and_metrics(fresh_bootstrap: str, migrated_pg_url: s
         text = metrics()
         assert "apprefer_consumer_lag{" in text and "apprefer_oldest_unprocessed_record_age_seconds" in text
     finally:
-        gateway.terminate()
+        edge.terminate()
         healthy.terminate()
         broken.terminate()

@@ -23,7 +23,7 @@ def event(name: str, event_id: str, device_id: str, **fields: Any) -> dict[str, 
 
 
 def attribution(pipeline: Pipeline, app_id: str, device: str, sandbox: bool) -> tuple[int, Any]:
-    status, _, body = http_call("GET", f"{pipeline.base}/admin/v1/apps/{app_id}/attribution?device_id={device}"
+    status, _, body = http_call("GET", f"{pipeline.admin.base}/admin/v1/apps/{app_id}/attribution?device_id={device}"
                                        f"&sandbox={'true' if sandbox else 'false'}", headers=pipeline.admin.headers)
     return status, body
 

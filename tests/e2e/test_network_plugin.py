@@ -17,7 +17,7 @@ from aiohttp import web
 
 from services.catalog import forwarder
 from tests.fakes.base import RECORDED, FakeServer
-from tests.support.pipeline import REPO, AdminApi, ServiceProcess, http_call, service_env, start_gateway
+from tests.support.pipeline import REPO, ServiceProcess, http_call, service_env, start_edge
 from tests.support.pipeline import wait_until as wait
 from tests.support.plugins import PLUGINS, register
 
@@ -59,11 +59,12 @@ def test_a_plugin_network_is_discovered_validated_attributed_and_delivered(
         listed = subprocess.run([sys.executable, "-m", "services.cli", "topics", "create"], env=env, cwd=REPO,
                                 capture_output=True, text=True, timeout=60)
         assert listed.returncode == 0, listed.stderr
-        gateway, base = start_gateway(env, tmp_path)
+        edge = start_edge(env, tmp_path)
+        base = edge.base
         consumers = [ServiceProcess(["run", *command], env, tmp_path).start()
                      for command in (("attribution",), ("fanout",), ("audit",), forwarder("acme").command)]
         try:
-            admin = AdminApi(base)
+            admin = edge.admin
             described = {n["network"]: n for n in admin.call("GET", "/networks")["networks"]}
             assert described["acme"]["title"] == "Acme Ads" and described["acme"]["click_id_types"] == ["acmeclid"]
             assert described["acme"]["settings_schema"]["required"] == ["account_id"]
@@ -103,9 +104,9 @@ def test_a_plugin_network_is_discovered_validated_attributed_and_delivered(
             attribution = admin.call("GET", f"/apps/{app['app_id']}/attribution?device_id=dev-acme-1")
             assert (attribution["network"], attribution["click_id_type"], attribution["click_id"]) == (
                 "acme", "acmeclid", "AC-123")
-            for process in (gateway, *consumers):
+            for process in (*edge.processes, *consumers):
                 process.assert_alive()
         finally:
             for process in consumers:
                 process.terminate()
-            gateway.terminate()
+            edge.terminate()

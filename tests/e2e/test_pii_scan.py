@@ -382,6 +382,6 @@ def _send_the_corpus(pipeline: Pipeline, engine: Engine, corpus: Corpus, tag: st
     pipeline.audited(f"buy-sandbox-{tag}", "meta", "sandbox")
     assert any(r["status"] == "retrying" for r in pipeline.audit(f"buy-tt-{tag}"))
     wait(lambda: clicks_stored(engine, {click["click_key"], link_click_key}), timeout=30, what="the clicks stored")
-    wait(lambda: http_call("GET", f"{pipeline.base}/admin/v1/skan/postbacks/{transaction_id}",
+    wait(lambda: http_call("GET", f"{pipeline.admin.base}/admin/v1/skan/postbacks/{transaction_id}",
                            headers=pipeline.admin.headers)[0] == 200, timeout=30, what="the SKAN postback stored")
     return dropped_before

@@ -14,12 +14,11 @@ from sqlalchemy import create_engine, func, select
 from shared.db.models import Click
 from shared.kafka.topics import EVENTS_ATTRIBUTED, create_topics
 from tests.support.pipeline import (
-    AdminApi,
     ServiceProcess,
     http_call,
     read_topic,
     service_env,
-    start_gateway,
+    start_edge,
     wait_until,
 )
 
@@ -47,10 +46,10 @@ def test_click_install_purchase_attributed_on_postgres(fresh_bootstrap: str, mig
                                                         tmp_path: Path) -> None:
     create_topics(fresh_bootstrap, partitions=3, replication=1)
     env = service_env(fresh_bootstrap, migrated_pg_url)
-    gateway, base = start_gateway(env, tmp_path)
+    edge = start_edge(env, tmp_path)
+    base, admin = edge.base, edge.admin
     attribution = ServiceProcess(["run", "attribution"], env, tmp_path).start()
     try:
-        admin = AdminApi(base)
         app = admin.new_app()
         app_id, key = app["app_id"], app["live_key"]
         link = admin.call("POST", f"/apps/{app_id}/links", {"network": "google_ads", "campaign": "spring"},
@@ -113,17 +112,17 @@ def test_click_install_purchase_attributed_on_postgres(fresh_bootstrap: str, mig
         assert events["install-dev-organic"]["attribution"]["attributed"] is False
     finally:
         attribution.terminate()
-        gateway.terminate()
+        edge.terminate()
 
 
 def test_reinstall_keeps_the_original_attribution(fresh_bootstrap: str, migrated_pg_url: str,
                                                   tmp_path: Path) -> None:
     create_topics(fresh_bootstrap, partitions=3, replication=1)
     env = service_env(fresh_bootstrap, migrated_pg_url)
-    gateway, base = start_gateway(env, tmp_path)
+    edge = start_edge(env, tmp_path)
+    base, admin = edge.base, edge.admin
     attribution = ServiceProcess(["run", "attribution"], env, tmp_path).start()
     try:
-        admin = AdminApi(base)
         app = admin.new_app()
         key = app["live_key"]
         send(base, key, install("dev-1", referrer={"gclid": "G-first"}))
@@ -139,7 +138,7 @@ def test_reinstall_keeps_the_original_attribution(fresh_bootstrap: str, migrated
         assert (shown["click_id"], shown["install_event_id"]) == ("G-first", "install-dev-1")
     finally:
         attribution.terminate()
-        gateway.terminate()
+        edge.terminate()
 
 
 def test_attribution_waits_out_a_database_outage_without_losing_events(fresh_bootstrap: str,
@@ -149,11 +148,12 @@ def test_attribution_waits_out_a_database_outage_without_losing_events(fresh_boo
     refuses connections dead-letters nothing, and after a restart with the right URL all arrive."""
     create_topics(fresh_bootstrap, partitions=3, replication=1)
     good = service_env(fresh_bootstrap, migrated_pg_url)
-    gateway, base = start_gateway(good, tmp_path)
+    edge = start_edge(good, tmp_path)
+    base = edge.base
     broken = service_env(fresh_bootstrap, "postgresql+psycopg://postgres@127.0.0.1:1/none")
     attribution = ServiceProcess(["run", "attribution"], broken, tmp_path).start()
     try:
-        key = AdminApi(base).new_app()["live_key"]
+        key = edge.admin.new_app()["live_key"]
         send(base, key, install("dev-outage"))
         time.sleep(8)  # joined, polled, and retrying the transient failure
         attribution.kill()
@@ -167,4 +167,4 @@ def test_attribution_waits_out_a_database_outage_without_losing_events(fresh_boo
         assert topic_size(fresh_bootstrap, "events.raw.dlq") == 0
     finally:
         attribution.terminate()
-        gateway.terminate()
+        edge.terminate()

@@ -56,8 +56,8 @@ def test_revenuecat_purchase_inherits_the_device_attribution_and_is_forwarded_on
     sdk_install(pipeline, app["live_key"], "dev-rc", {"fbclid": "IwAR-rc-click"})
     sdk_install(pipeline, app["live_key"], "dev-ext", {"ttclid": "TT-rc-click"}, external_id="user-77")
     for device in ("dev-rc", "dev-ext"):
-        wait(lambda d=device: http_call("GET", f"{pipeline.base}/admin/v1/apps/{app_id}/attribution?device_id={d}",
-                                        headers=pipeline.admin.headers)[0] == 200, timeout=30, what=f"{device}")
+        url = f"{pipeline.admin.base}/admin/v1/apps/{app_id}/attribution?device_id={device}"
+        wait(lambda u=url: http_call("GET", u, headers=pipeline.admin.headers)[0] == 200, timeout=30, what=device)
 
     # Found through the SDK's device id sent as a subscriber attribute.
     by_attribute = initial_purchase(subscriber_attributes={

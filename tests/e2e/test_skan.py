@@ -18,7 +18,7 @@ import pytest
 
 from shared.kafka.topics import create_topics
 from tests.fakes import FakeAdNetwork
-from tests.support.pipeline import AdminApi, ServiceProcess, http_call, service_env, start_gateway, wait_until
+from tests.support.pipeline import AdminApi, ServiceProcess, http_call, service_env, start_edge, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -34,6 +34,7 @@ SCHEMAS = {
 
 class Skan:
     def __init__(self, base: str, admin: AdminApi, network: FakeAdNetwork) -> None:
+        # `base` is the gateway's (postbacks arrive there); `admin` the admin service's API.
         self.base, self.admin, self.network = base, admin, network
 
     def app(self, apple_app_id: str, schema: dict[str, Any], policy: str) -> str:
@@ -66,7 +67,7 @@ class Skan:
         return dict(self.admin.call("GET", f"/skan/postbacks/{transaction_id}"))
 
     def stored(self, transaction_id: str) -> None:
-        wait_until(lambda: http_call("GET", f"{self.base}/admin/v1/skan/postbacks/{transaction_id}",
+        wait_until(lambda: http_call("GET", f"{self.admin.base}/admin/v1/skan/postbacks/{transaction_id}",
                                      headers=self.admin.headers)[0] == 200, timeout=30, what=transaction_id)
 
 
@@ -75,15 +76,15 @@ def skan(fresh_bootstrap: str, migrated_pg_url: str, tmp_path: Path) -> Iterator
     create_topics(fresh_bootstrap, partitions=3, replication=1)
     with FakeAdNetwork() as network:
         env = service_env(fresh_bootstrap, migrated_pg_url, APPREFER_RETRY_DELAYS="1,2")
-        gateway, base = start_gateway(env, tmp_path)
+        edge = start_edge(env, tmp_path)
         consumers = [ServiceProcess(args, env, tmp_path).start() for args in (
             ["run", "skan"], ["run", "fanout"], ["run", "audit"], ["run", "forwarder", "--network", "skan_postback"])]
         try:
-            yield Skan(base, AdminApi(base), network)
+            yield Skan(edge.base, edge.admin, network)
         finally:
             for process in consumers:
                 process.terminate()
-            gateway.terminate()
+            edge.terminate()
 
 
 def simulated(apple_app_id: str, value: int) -> dict[str, Any]:

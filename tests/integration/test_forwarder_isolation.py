@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from services.admin.store import AdminStore
 from services.fanout.consumer import forward_job
 from services.forwarders import meta
-from services.gateway.store import GatewayStore
 from shared.avro import codec
 from shared.db.models import Delivery
 from shared.db.session import make_engine, make_sessionmaker
@@ -34,7 +34,7 @@ BATCH_WAIT_S = 0.5
 @dataclass
 class Engine:
     handler: ForwarderHandler
-    store: GatewayStore
+    store: AdminStore
     sessions: Any
     apps: list[str]
 
@@ -64,7 +64,7 @@ def statuses(outputs: list[OutRecord]) -> dict[str, str]:
 def engine_for(fake: FakeServer, database_url: str, apps: int) -> Iterator[Engine]:
     db = make_engine(database_url)
     sessions = make_sessionmaker(db)
-    store = GatewayStore(sessions, "test-secret-key")
+    store = AdminStore(sessions, "test-secret-key")
     app_ids = []
     for i in range(apps):
         app_id = store.create_app({"name": f"app {i}", "platform": "android"})["app_id"]

@@ -12,7 +12,7 @@ import pytest
 
 from shared.db.migrate import upgrade
 from shared.kafka.topics import CLICKS_RAW, EVENTS_RAW, create_topics
-from tests.support.pipeline import AdminApi, http_call, read_topic, service_env, start_gateway, topic_size
+from tests.support.pipeline import ADMIN_TOKEN, AdminApi, http_call, read_topic, service_env, start_edge, topic_size
 from tests.support.postgres import create_database
 
 
@@ -34,13 +34,12 @@ def env(postgres_server_url: str, module_bootstrap: str, tmp_path_factory: pytes
     upgrade(database_url)
     create_topics(bootstrap, partitions=3, replication=1)
     log_dir: Path = tmp_path_factory.mktemp("gateway")
-    gateway, base = start_gateway(service_env(bootstrap, database_url, APPREFER_GATEWAY_MAX_BODY_BYTES="200000"),
-                                  log_dir)
-    admin = AdminApi(base)
+    edge = start_edge(service_env(bootstrap, database_url, APPREFER_GATEWAY_MAX_BODY_BYTES="200000"), log_dir)
+    admin = edge.admin
     try:
-        yield Env(base, bootstrap, admin, admin.new_app())
+        yield Env(edge.base, bootstrap, admin, admin.new_app())
     finally:
-        gateway.terminate()
+        edge.terminate()
 
 
 def event(**overrides: Any) -> dict[str, Any]:
@@ -191,8 +190,8 @@ def test_server_to_server_click(env: Env) -> None:
 
 
 def test_admin_api_guards_and_never_returns_credentials(env: Env) -> None:
-    assert http_call("GET", f"{env.base}/admin/v1/apps")[0] == 401
-    assert http_call("GET", f"{env.base}/admin/v1/apps", headers={"Authorization": "Bearer wrong"})[0] == 401
+    assert http_call("GET", f"{env.admin.base}/admin/v1/apps")[0] == 401
+    assert http_call("GET", f"{env.admin.base}/admin/v1/apps", headers={"Authorization": "Bearer wrong"})[0] == 401
     app_id = env.app["app_id"]
     stored = env.admin.call("PUT", f"/apps/{app_id}/integrations/meta",
                             {"settings": {"dataset_id": "123"}, "credentials": {"access_token": "EAAB-secret"}})
@@ -210,3 +209,16 @@ def test_health_and_metrics(env: Env) -> None:
     assert http_call("GET", f"{env.base}/readyz")[0] == 200
     status, _, body = http_call("GET", f"{env.base}/metrics")
     assert status == 200 and b"apprefer_events_accepted_total" in body
+
+
+def test_the_gateway_has_no_admin_api(env: Env) -> None:
+    """The admin API is the admin service's (its own port): on the public port it is not found, whoever asks."""
+    for headers in ({}, {"Authorization": f"Bearer {ADMIN_TOKEN}"}, {"Authorization": "Bearer wrong"}):
+        for method, path in (("GET", "/admin/v1/apps"), ("POST", "/admin/v1/apps"),
+                             ("GET", f"/admin/v1/apps/{env.app['app_id']}")):
+            body = {"name": "x", "platform": "ios"} if method == "POST" else None
+            status, _, answer = http_call(method, f"{env.base}{path}", body, headers)
+            assert status == 404, (method, path, headers, status, answer)
+    status, _, document = http_call("GET", f"{env.base}/openapi.json")
+    assert status == 200 and "/v1/events" in document["paths"]
+    assert not [path for path in document["paths"] if path.startswith("/admin")], list(document["paths"])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from shared.kafka.topics import create_topics
 from tests.support.broker import BrokerProcess
-from tests.support.pipeline import AdminApi, http_call, service_env, start_gateway
+from tests.support.pipeline import http_call, service_env, start_edge
 
 
 def test_broker_down_gives_503_with_retry_after_and_queue_full_sheds_load(
@@ -19,9 +19,10 @@ def test_broker_down_gives_503_with_retry_after_and_queue_full_sheds_load(
     create_topics(broker.bootstrap, partitions=1, replication=1)
     env = service_env(broker.bootstrap, migrated_pg_url, APPREFER_PRODUCER_DELIVERY_TIMEOUT_MS="3000",
                       APPREFER_PRODUCER_QUEUE_MAX_MESSAGES="5")
-    gateway, base = start_gateway(env, tmp_path)
+    edge = start_edge(env, tmp_path)
+    base = edge.base
     try:
-        key = AdminApi(base).new_app()["live_key"]
+        key = edge.admin.new_app()["live_key"]
         headers = {"Authorization": f"Bearer {key}"}
 
         def post(count: int) -> tuple[int, dict[str, str]]:
@@ -43,5 +44,5 @@ def test_broker_down_gives_503_with_retry_after_and_queue_full_sheds_load(
             statuses = [s for s, _ in pool.map(post, [3, 3, 3, 3])]
         assert all(s == 503 for s in statuses), statuses
     finally:
-        gateway.terminate()
+        edge.terminate()
         broker.stop()

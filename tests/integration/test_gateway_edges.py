@@ -1,10 +1,11 @@
-"""The gateway's HTTP edges, at the real process (real broker; PostgreSQL, or SQLite where it is the point).
+"""The HTTP edges of the gateway and of the admin service, at the real processes (real broker; PostgreSQL, or
+SQLite where it is the point).
 
 What used to be a 500 or a connection held forever is now a clear answer: a body not valid in its
-Content-Encoding is a JSON 400; an admin call while the database is read-only, locked or down is a 503 with
-Retry-After; the admin token counts only after "Bearer "; a client that sends half a request is dropped after
-APPREFER_GATEWAY_HEADER_TIMEOUT_SECONDS / APPREFER_GATEWAY_BODY_TIMEOUT_SECONDS; and every answer, 5xx
-included, is counted in apprefer_http_requests_total.
+Content-Encoding is a JSON 400 (at either service); an admin call while the database is read-only, locked or
+down is a 503 with Retry-After; the admin token counts only after "Bearer "; a client that sends half a request
+to the gateway is dropped after APPREFER_GATEWAY_HEADER_TIMEOUT_SECONDS / APPREFER_GATEWAY_BODY_TIMEOUT_SECONDS;
+and every answer, 5xx included, is counted in apprefer_http_requests_total.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from services.gateway.admin import AppIn
-from services.gateway.store import GatewayStore
+from services.admin.api.apps import AppIn
+from services.admin.store import AdminStore
 from shared.db.migrate import upgrade
 from shared.db.session import make_engine, make_sessionmaker
 from shared.kafka.topics import create_topics
@@ -40,7 +41,8 @@ from tests.support.pipeline import (
     ServiceProcess,
     http_call,
     service_env,
-    start_gateway,
+    start_admin,
+    start_edge,
 )
 from tests.support.postgres import create_database, drop_database
 
@@ -55,33 +57,43 @@ NOT_DEFLATE = b"\x78\x9c this is not deflate"
 CORRUPT_GZIP = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03" + b"\xff" * 40
 
 
+SERVICES = ("gateway", "admin")
+
+
 @dataclass
 class Edge:
-    base: str
-    process: ServiceProcess
-    admin: AdminApi
+    base: str  # the gateway's
+    process: ServiceProcess  # the gateway
+    admin: AdminApi  # at the admin service's base
+    admin_process: ServiceProcess
     app: dict[str, Any]
-    log_checked_up_to: int = field(default=0)
+    log_checked_up_to: dict[str, int] = field(default_factory=dict)
 
     @property
     def key_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.app['live_key']}"}
 
-    def body_routes(self) -> list[tuple[str, str, dict[str, str]]]:
-        """Every route that reads a body, with the credentials that get it read."""
+    def base_of(self, service: str) -> str:
+        return self.admin.base if service == "admin" else self.base
+
+    def body_routes(self, service: str = "gateway") -> list[tuple[str, str, dict[str, str]]]:
+        """Every route of `service` (gateway or admin) that reads a body, with the credentials that get it read."""
         app_id, admin = self.app["app_id"], self.admin.headers
+        if service == "admin":
+            return [("POST", "/admin/v1/apps", admin), ("POST", f"/admin/v1/apps/{app_id}/keys", admin),
+                    ("POST", f"/admin/v1/apps/{app_id}/links", admin),
+                    ("PUT", f"/admin/v1/apps/{app_id}/integrations/meta", admin),
+                    ("PUT", f"/admin/v1/apps/{app_id}/skan/schema", admin)]
         return [("POST", "/v1/events", self.key_headers), ("POST", "/v1/clicks", self.key_headers),
                 ("POST", f"/v1/webhooks/revenuecat/{app_id}", {"Authorization": RC_AUTHORIZATION}),
-                ("POST", "/v1/skan/postbacks", {}), ("POST", "/.well-known/skadnetwork/report-attribution/", {}),
-                ("POST", "/admin/v1/apps", admin), ("POST", f"/admin/v1/apps/{app_id}/keys", admin),
-                ("POST", f"/admin/v1/apps/{app_id}/links", admin),
-                ("PUT", f"/admin/v1/apps/{app_id}/integrations/meta", admin),
-                ("PUT", f"/admin/v1/apps/{app_id}/skan/schema", admin)]
+                ("POST", "/v1/skan/postbacks", {}), ("POST", "/.well-known/skadnetwork/report-attribution/", {})]
 
-    def new_log(self) -> str:
-        """What the gateway logged since the last call."""
-        text = self.process.log_path.read_text(errors="replace")
-        fresh, self.log_checked_up_to = text[self.log_checked_up_to:], len(text)
+    def new_log(self, service: str = "gateway") -> str:
+        """What `service` (gateway or admin) logged since the last call."""
+        process = self.admin_process if service == "admin" else self.process
+        text = process.log_path.read_text(errors="replace")
+        fresh = text[self.log_checked_up_to.get(service, 0):]
+        self.log_checked_up_to[service] = len(text)
         return fresh
 
 
@@ -92,16 +104,16 @@ def edge(postgres_server_url: str, module_bootstrap: str, tmp_path_factory: pyte
     create_topics(module_bootstrap, partitions=1, replication=1)
     env = service_env(module_bootstrap, database_url, APPREFER_GATEWAY_HEADER_TIMEOUT_SECONDS=str(HEAD_TIMEOUT),
                       APPREFER_GATEWAY_BODY_TIMEOUT_SECONDS=str(BODY_TIMEOUT))
-    gateway, base = start_gateway(env, tmp_path_factory.mktemp("gateway-edges"))
+    running = start_edge(env, tmp_path_factory.mktemp("gateway-edges"))
     try:
-        admin = AdminApi(base)
+        admin = running.admin
         app = admin.new_app()
         admin.call("PUT", f"/apps/{app['app_id']}/integrations/revenuecat",
                    {"credentials": {"authorization": RC_AUTHORIZATION}})
-        yield Edge(base, gateway, admin, app)
-        gateway.assert_alive()
+        yield Edge(running.base, running.gateway, admin, running.admin_service, app)
+        running.assert_alive()
     finally:
-        gateway.terminate()
+        running.terminate()
 
 
 def event() -> dict[str, Any]:
@@ -138,22 +150,24 @@ def assert_json_error(answer: tuple[int, dict[str, str], Any], status: int, erro
 # --- Content-Encoding ----------------------------------------------------------------------------------------
 
 
-def test_a_body_not_valid_in_its_content_encoding_is_400_on_every_body_route(edge: Edge) -> None:
-    before = answers_counted(edge.base)
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_body_not_valid_in_its_content_encoding_is_400_on_every_body_route(edge: Edge, service: str) -> None:
+    base = edge.base_of(service)
+    before = answers_counted(base)
     sent = 0
-    for method, path, headers in edge.body_routes():
+    for method, path, headers in edge.body_routes(service):
         for encoding, raw in (("gzip", NOT_GZIP), ("gzip", CORRUPT_GZIP), ("deflate", NOT_DEFLATE)):
-            answer = http_call(method, f"{edge.base}{path}", raw=raw,
+            answer = http_call(method, f"{base}{path}", raw=raw,
                                headers={**headers, "Content-Encoding": encoding})
             payload = assert_json_error(answer, 400, "invalid_body")
             assert payload["field"] == "body" and encoding in payload["message"], (path, payload)
             assert answer[1].get("connection") == "close"  # the parser cannot go on after a broken body
             sent += 1
-    counted = counted_since(before, edge.base)
+    counted = counted_since(before, base)
     assert sum(v for (_, status), v in counted.items() if status == "400") == sent, counted
     assert not any(status.startswith("5") for _, status in counted), counted
     # aiohttp used to log each of these as an unhandled exception (its lingering read re-raised the error).
-    log = edge.new_log()
+    log = edge.new_log(service)
     assert "Unhandled exception" not in log and "Traceback" not in log, log[-2000:]
 
 
@@ -171,22 +185,24 @@ def test_valid_gzip_and_deflate_bodies_are_accepted(edge: Edge) -> None:
     assert (status, answer["error"]) == (413, "too_large")
 
 
-def test_an_encoding_the_gateway_cannot_decode_is_a_json_400_even_before_any_route(edge: Edge) -> None:
-    before = answers_counted(edge.base)
-    for method, path, headers in [*edge.body_routes()[:2], ("GET", "/healthz", {})]:
+@pytest.mark.parametrize("service", SERVICES)
+def test_an_encoding_the_service_cannot_decode_is_a_json_400_even_before_any_route(edge: Edge, service: str) -> None:
+    base = edge.base_of(service)
+    before = answers_counted(base)
+    for method, path, headers in [*edge.body_routes(service)[:2], ("GET", "/healthz", {})]:
         for encoding in ("br", "zstd"):
             raw = b"\x0b\x02\x80{}\x03" if method != "GET" else None
-            answer = http_call(method, f"{edge.base}{path}", raw=raw, headers={**headers, "Content-Encoding": encoding})
+            answer = http_call(method, f"{base}{path}", raw=raw, headers={**headers, "Content-Encoding": encoding})
             assert assert_json_error(answer, 400, "unsupported_encoding")["field"] == "body"
-    assert counted_since(before, edge.base) == {("unparsed", "400"): 6}
-    assert "Traceback" not in edge.new_log()
+    assert counted_since(before, base) == {("unparsed", "400"): 6}
+    assert "Traceback" not in edge.new_log(service)
 
 
 # --- the admin token ----------------------------------------------------------------------------------------
 
 
 def test_the_admin_api_takes_its_token_only_after_bearer(edge: Edge) -> None:
-    url = f"{edge.base}/admin/v1/apps"
+    url = f"{edge.admin.base}/admin/v1/apps"
     for value in (ADMIN_TOKEN, f"Token {ADMIN_TOKEN}", f"Basic {ADMIN_TOKEN}", "Bearer", f"Bearer{ADMIN_TOKEN}",
                   f"{ADMIN_TOKEN} {ADMIN_TOKEN}", "Bearer wrong"):
         assert_json_error(http_call("GET", url, headers={"Authorization": value}), 401, "unauthorized")
@@ -347,29 +363,29 @@ def test_admin_writes_are_503_with_retry_after_while_sqlite_is_read_only(module_
     writable = f"sqlite:///{path}"
     upgrade(writable)
     engine = make_engine(writable)
-    seeded = GatewayStore(make_sessionmaker(engine), SECRET_KEY).create_app(
+    seeded = AdminStore(make_sessionmaker(engine), SECRET_KEY).create_app(
         AppIn(name="seeded", platform="ios").model_dump())
     engine.dispose()
     read_only = f"sqlite:///file:{path}?mode=ro&uri=true"  # as a read-only volume or file would be
-    gateway, base = start_gateway(service_env(module_bootstrap, read_only), tmp_path)
+    admin_service, admin_base = start_admin(service_env(module_bootstrap, read_only), tmp_path)
     try:
-        admin = AdminApi(base)
-        before = answers_counted(base)
+        admin = AdminApi(admin_base)
+        before = answers_counted(admin_base)
         writes = [("POST", "/apps", {"name": "x", "platform": "ios"}),
                   ("POST", f"/apps/{seeded['app_id']}/keys", {"mode": "live"}),
                   ("PUT", f"/apps/{seeded['app_id']}/integrations/meta",
                    {"settings": {"dataset_id": "1"}, "credentials": {"access_token": "t"}})]
         for method, path_, body in writes:
-            answer = http_call(method, f"{base}/admin/v1{path_}", body, admin.headers)
+            answer = http_call(method, f"{admin_base}/admin/v1{path_}", body, admin.headers)
             assert_json_error(answer, 503, "unavailable")
             assert answer[1]["retry-after"] == "5"
         # Reads go on.
         assert [a["app_id"] for a in admin.call("GET", "/apps")["apps"] if not a["test_app"]] == [seeded["app_id"]]
-        counted = counted_since(before, base)
+        counted = counted_since(before, admin_base)
         assert counted[("/admin/v1/apps", "503")] == 1 and ("/admin/v1/apps", "500") not in counted, counted
-        gateway.assert_alive()
+        admin_service.assert_alive()
     finally:
-        gateway.terminate()
+        admin_service.terminate()
 
 
 def _libpq(url: str) -> str:
@@ -388,18 +404,19 @@ def test_postgres_read_only_locked_or_down_gives_503_on_admin_calls_and_every_an
         with psycopg.connect(_libpq(postgres_server_url), autocommit=True) as conn:
             conn.execute(statement)
 
-    def reconnect_gateway() -> None:
-        """Ends the gateway's sessions: its pool reconnects, under the database's new settings."""
+    def reconnect_services() -> None:
+        """Ends the gateway's and the admin service's sessions: their pools reconnect, under the database's new
+        settings."""
         on_server(sql.SQL("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {} "
                           "AND pid <> pg_backend_pid()").format(sql.Literal(name)))
 
-    gateway, base = start_gateway(service_env(module_bootstrap, database_url), tmp_path)
-    admin = AdminApi(base)
+    running = start_edge(service_env(module_bootstrap, database_url), tmp_path)
+    base, admin = running.base, running.admin
     app_fields = {"name": "x", "platform": "ios"}
-    new_app = ("POST", f"{base}/admin/v1/apps", app_fields, admin.headers)
+    new_app = ("POST", f"{admin.base}/admin/v1/apps", app_fields, admin.headers)
     try:
         app = admin.new_app()
-        before = answers_counted(base)
+        before, admin_before = answers_counted(base), answers_counted(admin.base)
         unavailable = 0
 
         def expect_503(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> None:
@@ -411,16 +428,16 @@ def test_postgres_read_only_locked_or_down_gives_503_on_admin_calls_and_every_an
 
         # Read-only, as a standby after a failover is: 25006 read_only_sql_transaction.
         on_server(sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(database))
-        reconnect_gateway()
+        reconnect_services()
         expect_503(*new_app)
         assert admin.call("GET", f"/apps/{app['app_id']}")["app_id"] == app["app_id"]  # reads go on
         on_server(sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(database))
-        reconnect_gateway()
+        reconnect_services()
         admin.call("POST", "/apps", app_fields, expect=201)
 
         # Locked past the lock timeout (PostgreSQL's busy timeout): 55P03 lock_not_available.
         on_server(sql.SQL("ALTER DATABASE {} SET lock_timeout = '300ms'").format(database))
-        reconnect_gateway()
+        reconnect_services()
         with psycopg.connect(_libpq(database_url)) as holder:
             holder.execute("LOCK TABLE apps IN EXCLUSIVE MODE")  # reads allowed, writes wait
             started = time.monotonic()
@@ -433,21 +450,22 @@ def test_postgres_read_only_locked_or_down_gives_503_on_admin_calls_and_every_an
         # Down: no connection is accepted. Admin calls and ingest (an unknown key's look-up needs the database)
         # are 503 + Retry-After alike, and counted.
         on_server(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(database))
-        reconnect_gateway()
+        reconnect_services()
         expect_503(*new_app)
-        expect_503("GET", f"{base}/admin/v1/apps", None, admin.headers)
+        expect_503("GET", f"{admin.base}/admin/v1/apps", None, admin.headers)
         for _ in range(3):
             expect_503("POST", f"{base}/v1/events", event(), {"Authorization": f"Bearer pk_live_{uuid.uuid4().hex}"})
         on_server(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(database))
         admin.call("POST", "/apps", app_fields, expect=201)
 
-        counted = counted_since(before, base)
-        assert counted[("/admin/v1/apps", "503")] == unavailable - 3, counted
+        counted, admin_counted = counted_since(before, base), counted_since(admin_before, admin.base)
+        assert admin_counted[("/admin/v1/apps", "503")] == unavailable - 3, admin_counted
+        assert ("/admin/v1/apps", "500") not in admin_counted, admin_counted
         assert counted[("/v1/events", "503")] == 3 and ("/v1/events", "500") not in counted, counted
-        gateway.assert_alive()
+        running.assert_alive()
     finally:
         with contextlib.suppress(Exception):
             on_server(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(database))
-        gateway.terminate()
+        running.terminate()
         with contextlib.suppress(Exception):
             drop_database(postgres_server_url, name)

@@ -1,6 +1,6 @@
 """The fanout handler on its own, fed what the attribution handler returns, against a migrated PostgreSQL, no
 broker: one job per enabled integration that can use the event, on forward.<network>; the rest audited with why.
-Integrations are stored the way the admin API stores them (GatewayStore, validated)."""
+Integrations are stored the way the admin API stores them (AdminStore, validated)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.admin.store import AdminStore
 from services.attribution.consumer import AttributionHandler
 from services.fanout.consumer import FanoutHandler
-from services.gateway.store import GatewayStore
 from shared.avro import codec
 from shared.kafka.records import InRecord, OutRecord
 from shared.kafka.topics import AUDIT_RECORDS
@@ -26,8 +26,8 @@ GOOGLE = {"settings": {"customer_id": "123-456-7890",
 
 
 @pytest.fixture
-def store(sessions: sessionmaker[Session]) -> Iterator[GatewayStore]:  # noqa: F811
-    yield GatewayStore(sessions, SECRET)
+def store(sessions: sessionmaker[Session]) -> Iterator[AdminStore]:  # noqa: F811
+    yield AdminStore(sessions, SECRET)
 
 
 def decoded(record: OutRecord) -> InRecord:
@@ -44,7 +44,7 @@ def outputs_of(records: list[OutRecord]) -> dict[str, list[dict[str, Any]]]:
 
 
 def test_an_attributed_purchase_goes_to_the_networks_that_can_use_it(
-        sessions: sessionmaker[Session], store: GatewayStore) -> None:  # noqa: F811
+        sessions: sessionmaker[Session], store: AdminStore) -> None:  # noqa: F811
     store.put_integration(APP, "meta", {"settings": {"dataset_id": "ds-1"}, "credentials": {"access_token": "t"}})
     store.put_integration(APP, "tiktok", {"settings": {"tiktok_app_id": "tt-1"}, "credentials": {"access_token": "t"}})
     store.put_integration(APP, "google_ads", GOOGLE)
@@ -73,7 +73,7 @@ def test_an_attributed_purchase_goes_to_the_networks_that_can_use_it(
 
 
 def test_opt_ins_disabled_integrations_and_sandbox_events(
-        sessions: sessionmaker[Session], store: GatewayStore) -> None:  # noqa: F811
+        sessions: sessionmaker[Session], store: AdminStore) -> None:  # noqa: F811
     store.put_integration(APP, "meta", {"settings": {"dataset_id": "ds-1", "forward_unattributed": True},
                                         "credentials": {"access_token": "t"}})
     store.put_integration(APP, "tiktok", {"enabled": False, "settings": {"tiktok_app_id": "tt-1"},
@@ -97,7 +97,7 @@ def test_opt_ins_disabled_integrations_and_sandbox_events(
 
 
 def test_a_changed_integration_is_seen_by_the_next_batch(
-        sessions: sessionmaker[Session], store: GatewayStore) -> None:  # noqa: F811
+        sessions: sessionmaker[Session], store: AdminStore) -> None:  # noqa: F811
     store.put_integration(APP, "meta", {"settings": {"dataset_id": "ds-1"}, "credentials": {"access_token": "t"}})
     feed = Feed()
     attributed = AttributionHandler(sessions, codec())(

@@ -12,7 +12,7 @@ import pytest
 
 from shared.db.migrate import upgrade
 from shared.networks.registry import registry
-from tests.support.pipeline import AdminApi, service_env, start_gateway
+from tests.support.pipeline import AdminApi, service_env, start_admin
 from tests.support.postgres import create_database
 
 META_OK = {"settings": {"dataset_id": "ds-1"}, "credentials": {"access_token": "EAAB-secret"}}
@@ -26,11 +26,11 @@ def admin(postgres_server_url: str, module_bootstrap: str, tmp_path_factory: pyt
     database_url = create_database(postgres_server_url, f"integrations_{uuid.uuid4().hex}")
     upgrade(database_url)
     log_dir: Path = tmp_path_factory.mktemp("integrations")
-    gateway, base = start_gateway(service_env(module_bootstrap, database_url), log_dir)
+    admin_service, admin_base = start_admin(service_env(module_bootstrap, database_url), log_dir)
     try:
-        yield AdminApi(base)
+        yield AdminApi(admin_base)
     finally:
-        gateway.terminate()
+        admin_service.terminate()
 
 
 @pytest.mark.parametrize(("network", "body", "field", "message"), [

@@ -18,11 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from services.admin.store import AdminStore
 from services.attribution.consumer import AttributionHandler
 from services.fanout.consumer import FanoutHandler
 from services.gateway.click_input import click_record
 from services.gateway.event_input import parse_events, raw_event_record
-from services.gateway.store import GatewayStore
 from shared.avro import codec
 from shared.db.session import make_engine, make_sessionmaker
 from shared.kafka.records import InRecord, OutRecord
@@ -49,7 +49,7 @@ steps = st.one_of(
 class Run:
     """One app's pass through the handlers."""
 
-    def __init__(self, store: GatewayStore, sessions: Any, name: str) -> None:
+    def __init__(self, store: AdminStore, sessions: Any, name: str) -> None:
         self.app_id = store.create_app({"name": name, "platform": "android"})["app_id"]
         for network, body in (("meta", {"settings": {"dataset_id": "ds"}, "credentials": {"access_token": "t"}}),
                               ("tiktok", {"settings": {"tiktok_app_id": "tt"}, "credentials": {"access_token": "t"}})):
@@ -100,7 +100,7 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-def database(postgres_server_url: str) -> Iterator[tuple[GatewayStore, Any]]:
+def database(postgres_server_url: str) -> Iterator[tuple[AdminStore, Any]]:
     import uuid
 
     from shared.db.migrate import upgrade
@@ -111,7 +111,7 @@ def database(postgres_server_url: str) -> Iterator[tuple[GatewayStore, Any]]:
     upgrade(url)
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)
-    yield GatewayStore(sessions, "test-secret-key"), sessions
+    yield AdminStore(sessions, "test-secret-key"), sessions
     engine.dispose()
     drop_database(postgres_server_url, name)
 
@@ -128,7 +128,7 @@ def live_view(outputs: list[OutRecord]) -> list[dict[str, Any]]:
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sequence=st.lists(steps, min_size=1, max_size=14))
-def test_test_traffic_never_shapes_live_outcomes(database: tuple[GatewayStore, Any], sequence: list[Step]) -> None:
+def test_test_traffic_never_shapes_live_outcomes(database: tuple[AdminStore, Any], sequence: list[Step]) -> None:
     store, sessions = database
     mixed, live_only = Run(store, sessions, "mixed"), Run(store, sessions, "live only")
     base_ms = int(time.time() * 1000) - 3600_000

@@ -26,7 +26,7 @@ from shared.db.migrate import upgrade
 from shared.db.models import SkanPostback
 from shared.db.session import make_engine, make_sessionmaker
 from shared.kafka.topics import create_topics
-from tests.support.pipeline import AdminApi, ServiceProcess, http_call, service_env, start_gateway, wait_until
+from tests.support.pipeline import AdminApi, ServiceProcess, http_call, service_env, start_edge, wait_until
 from tests.support.postgres import create_database
 
 SKAN_LIMIT = 16_384
@@ -85,21 +85,22 @@ def intake(postgres_server_url: str, module_bootstrap: str, tmp_path_factory: py
     log_dir: Path = tmp_path_factory.mktemp("skan-intake")
     # The general limit stays the default 1 MiB: the SKAN routes must refuse far below it.
     env = service_env(module_bootstrap, database_url, APPREFER_SKAN_UNKNOWN_APP_RATE_PER_MINUTE=str(UNKNOWN_APP_RATE))
-    gateway, base = start_gateway(env, log_dir)
+    edge = start_edge(env, log_dir)
+    base = edge.base
     decoder = ServiceProcess(["run", "skan"], env, log_dir).start()
     try:
-        admin = AdminApi(base)
+        admin = edge.admin
         apple_app_id = str(random.randrange(10**8, 10**9))
         app = admin.new_app(platform="ios", apple_app_id=apple_app_id)
         admin.call("PUT", f"/apps/{app['app_id']}/skan/schema", {
             "schema_id": "s-intake", "valid_from": "2020-01-01T00:00:00Z", "signature_policy": "skip",
             "mode": "revenue", "event_name": "af_skad_revenue", "currency": "USD", "unit": 1.0})
         yield Intake(base, admin, database_url, apple_app_id, int(base.rsplit(":", 1)[1]))
-        gateway.assert_alive()
+        edge.assert_alive()
         decoder.assert_alive()
     finally:
         decoder.terminate()
-        gateway.terminate()
+        edge.terminate()
 
 
 def postback(apple_app_id: str | int, **extra: Any) -> dict[str, Any]:

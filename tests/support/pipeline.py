@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,57 @@ def start_gateway(env: dict[str, str], log_dir: Path) -> tuple[ServiceProcess, s
     base = f"http://127.0.0.1:{port}"
     wait_until(lambda: _ready(base, process), timeout=30, what="gateway /readyz")
     return process, base
+
+
+def start_admin(env: dict[str, str], log_dir: Path, gateway_base: str | None = None) -> tuple[ServiceProcess, str]:
+    """`apprefer run admin` on a free port; its tracking links point at `gateway_base` when given."""
+    port = free_port()
+    extra = {"APPREFER_ADMIN_PORT": str(port)}
+    if gateway_base:
+        extra["APPREFER_PUBLIC_BASE_URL"] = gateway_base
+    process = ServiceProcess(["run", "admin"], {**env, **extra}, log_dir).start()
+    base = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _ready(base, process), timeout=30, what="admin /readyz")
+    return process, base
+
+
+@dataclass
+class Edge:
+    """The gateway (ingest, the public port) and the admin service (the management API), as a deployment has
+    them: `base` is the gateway's URL, `admin` the admin API's client."""
+
+    gateway: ServiceProcess
+    admin_service: ServiceProcess
+    base: str
+    admin_base: str
+
+    @property
+    def admin(self) -> AdminApi:
+        return AdminApi(self.admin_base)
+
+    @property
+    def processes(self) -> list[ServiceProcess]:
+        return [self.gateway, self.admin_service]
+
+    def assert_alive(self) -> None:
+        for process in self.processes:
+            process.assert_alive()
+
+    def terminate(self) -> None:
+        for process in self.processes:
+            process.terminate()
+
+
+def start_edge(env: dict[str, str], log_dir: Path) -> Edge:
+    """The gateway and the admin service, started together (both are waited for)."""
+    gateway_port, admin_port = free_port(), free_port()
+    base, admin_base = f"http://127.0.0.1:{gateway_port}", f"http://127.0.0.1:{admin_port}"
+    gateway = ServiceProcess(["run", "gateway"], {**env, "APPREFER_GATEWAY_PORT": str(gateway_port)}, log_dir).start()
+    admin = ServiceProcess(["run", "admin"], {**env, "APPREFER_ADMIN_PORT": str(admin_port),
+                                              "APPREFER_PUBLIC_BASE_URL": base}, log_dir).start()
+    wait_until(lambda: _ready(base, gateway), timeout=30, what="gateway /readyz")
+    wait_until(lambda: _ready(admin_base, admin), timeout=30, what="admin /readyz")
+    return Edge(gateway, admin, base, admin_base)
 
 
 def _ready(base: str, process: ServiceProcess) -> bool:

@@ -16,10 +16,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from confluent_kafka import KafkaError, KafkaException
 
 from services import cli
+from services.admin.guard import AdminContext
+from services.admin.routes import admin_routes
 from services.cli import _parser, main
 from services.dlq import cli as dlq_cli
 from services.dlq.cli import counted, epoch_ms
-from services.gateway.admin import admin_routes
 from services.skan.verify_cli import run_verify
 from shared.kafka.dlq import DeadLetter, DlqFilter
 from shared.settings import Settings
@@ -84,12 +85,13 @@ async def test_the_admin_api_takes_relative_times_and_answers_400_to_a_bad_one()
         return []
 
     app = web.Application()
-    app.router.add_routes(admin_routes(store=None, admin_token="t", public_base_url="",  # type: ignore[arg-type]
-                                       dead_letters=dead_letters))
+    context = AdminContext(store=None, admin_token="t", public_base_url="",  # type: ignore[arg-type]
+                           dead_letters=dead_letters)
+    app.router.add_routes(admin_routes(context))
     async with TestClient(TestServer(app)) as client:
         headers = {"Authorization": "Bearer t"}
         ok = await client.get("/admin/v1/dlq?since=yesterday&until=now", headers=headers)
-        assert ok.status == 200 and (await ok.json()) == {"dead_letters": []}
+        assert ok.status == 200 and (await ok.json())["dead_letters"] == []
         bad = await client.get("/admin/v1/dlq?since=yesterdy", headers=headers)
         assert bad.status == 400 and "is not a time" in (await bad.json())["message"]
     [letter_filter] = asked
@@ -166,8 +168,9 @@ def test_dev_help_lists_its_ports_and_variables(capsys: pytest.CaptureFixture[st
     assert "--fake-networks" in text and "--drain-seconds N" in text
     from services.catalog import services
 
-    consumers = f"8081-{8080 + len(services()) - 1}"  # a health port per consumer, a forwarder per network
-    for port, variable in (("8080", "APPREFER_GATEWAY_PORT"), (consumers, "APPREFER_GATEWAY_PORT"),
+    consumers = f"8082-{8080 + len(services()) - 1}"  # a health port per consumer, a forwarder per network
+    for port, variable in (("8080", "APPREFER_GATEWAY_PORT"), ("8081", "APPREFER_ADMIN_PORT"),
+                           (consumers, "APPREFER_GATEWAY_PORT"),
                            ("9092", "APPREFER_DEV_BROKER_PORT")):
         assert any(port in line and variable in line for line in text.splitlines()), (port, text)
     aliases = {name: field.alias for name, field in Settings.model_fields.items()}

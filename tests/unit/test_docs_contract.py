@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from services.gateway.integration_settings import settings_table
+from services.admin.integration_settings import settings_table
 from tests.support.pipeline import REPO
 
 

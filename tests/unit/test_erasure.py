@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from services.gateway.admin import ErasureIn
+from services.admin.api.privacy import ErasureIn
 from services.privacy.erasure import (
     ERASED,
     anonymise_ip,

@@ -12,14 +12,13 @@ import pytest
 
 from services.gateway.event_input import (
     DEFAULT_MAX_REVENUE_AMOUNT,
-    MAX_JSON_DEPTH,
-    check_json_depth,
     parse_event_time,
     parse_events,
     raw_event_record,
 )
 from shared.avro import codec
 from shared.errors import InputError
+from shared.web import MAX_JSON_DEPTH, check_json_depth
 
 NOW_MS = 1_700_000_000_000  # 2023-11-14T22:13:20Z
 DAY_MS = 24 * 3600 * 1000

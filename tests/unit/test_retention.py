@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.gateway.admin import AppIn
+from services.admin.api.apps import AppIn
 from services.privacy.retention import Pruner, windows
 from shared.settings import DAY_MS, MAX_LOOKBACK_DAYS, MAX_REATTRIBUTION_DAYS, Settings
 

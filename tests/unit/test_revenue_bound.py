@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.gateway.admin import AppIn
+from services.admin.api.apps import AppIn
 from services.gateway.event_input import DEFAULT_MAX_REVENUE_AMOUNT, MAX_REVENUE_BOUND
 from services.gateway.revenuecat import raw_event, webhook_event
 from shared.db.models import App
