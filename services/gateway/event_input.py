@@ -35,13 +35,11 @@ from services.privacy.personal_data import (
 from services.privacy.user_data import hash_user_data
 from shared.errors import InputError
 from shared.networks.registry import registry
+from shared.web import MAX_JSON_DEPTH, check_json_depth, nests_deeper
 
 # Far-future and ancient timestamps are client bugs; the networks reject them anyway.
 MAX_FUTURE_MS = 24 * 3600 * 1000
 MIN_EVENT_TIME_MS = 1_262_304_000_000  # 2010-01-01
-# Deeper request JSON is refused: orjson parses 1024 levels but serialises only 254, and nothing we accept
-# needs more than a few.
-MAX_JSON_DEPTH = 64
 # Revenue is forwarded to the networks as sent: an amount beyond the app's bound (`apps.max_revenue_amount`,
 # this by default) is a client bug or an attack on the advertiser's reporting, not a sale.
 DEFAULT_MAX_REVENUE_AMOUNT = 1_000_000.0
@@ -115,7 +113,6 @@ class EventIn(TypedDict):
 
 _EVENTS = TypeAdapter(list[EventIn])
 _EVENT_FIELDS = EventIn.__required_keys__ | EventIn.__optional_keys__
-_CONTAINERS = (dict, list)
 _NO_DEVICE_VALUES: dict[str, str | None] = dict.fromkeys(DeviceIn.__annotations__)  # every key, in order
 _REFERRER_FIELDS = frozenset(ReferrerIn.__annotations__)
 MAX_CLICK_ID_LENGTH = 500
@@ -160,27 +157,6 @@ def parse_event_time(value: str | int | float, now_ms: int) -> int:
     return millis
 
 
-def check_json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> None:
-    """Raises InputError("body", ...) when arrays/objects nest deeper than `limit`. Iterative: no recursion."""
-    if _nests_deeper(value, limit):
-        raise InputError("body", f"JSON nested deeper than {limit} levels")
-
-
-def _nests_deeper(value: Any, levels: int) -> bool:
-    """Whether arrays/objects nest more than `levels` deep, `value` itself being the first level."""
-    if not isinstance(value, _CONTAINERS):
-        return False
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if level > levels:
-            return True
-        for child in item.values() if isinstance(item, dict) else item:
-            if isinstance(child, _CONTAINERS):
-                stack.append((child, level + 1))
-    return False
-
-
 def parse_events(body: Any, max_batch: int) -> tuple[list[EventIn], str]:
     """Accepts one event or {"events": [...]} nested at most MAX_JSON_DEPTH levels deep; returns the events and
     the field prefix used. A body too deep is refused naming "body", whatever else is wrong with it."""
@@ -197,7 +173,7 @@ def parse_events(body: Any, max_batch: int) -> tuple[list[EventIn], str]:
         if not event.keys() <= _EVENT_FIELDS:
             parts += [value for name, value in event.items() if name not in _EVENT_FIELDS]
         for part in parts:
-            if _nests_deeper(part, levels_below_event):
+            if nests_deeper(part, levels_below_event):
                 raise InputError("body", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     return events, prefix
 

@@ -14,15 +14,12 @@ from typing import Any
 
 from services.admin.integration_settings import integration_names
 from services.gateway.click_input import KNOWN_PARAMS
-from services.gateway.event_input import (
-    DEFAULT_MAX_REVENUE_AMOUNT,
-    MAX_JSON_DEPTH,
-    MAX_REVENUE_BOUND,
-)
+from services.gateway.event_input import DEFAULT_MAX_REVENUE_AMOUNT, MAX_REVENUE_BOUND
 from services.privacy.erasure import IDENTIFIER_KINDS
 from services.privacy.erasure import TABLES as ERASURE_TABLES
 from services.skan.postback_input import ENRICHMENT_KEYS
 from shared.networks.registry import registry
+from shared.web import MAX_JSON_DEPTH
 
 MAX_BATCH = 500  # APPREFER_GATEWAY_MAX_BATCH's default
 # Every registered network's click id parameters (any case is accepted; these are the documented spellings).

@@ -4,7 +4,6 @@ webhook's credential."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,25 +26,6 @@ class LinkTarget:
     network: str | None
     campaign: str | None
     store_url: str | None
-
-
-def app_json(app: App) -> dict[str, Any]:
-    return {
-        "app_id": app.app_id, "name": app.name, "platform": app.platform, "store_url": app.store_url,
-        "bundle_id": app.bundle_id, "apple_app_id": app.apple_app_id,
-        "lookback_days": app.lookback_days, "fingerprint_window_hours": app.fingerprint_window_hours,
-        "reattribution_days": app.reattribution_days, "max_revenue_amount": app.max_revenue_amount,
-        "test_app": app.test_app,
-    }
-
-
-def integration_json(row: Integration) -> dict[str, Any]:
-    # Credentials are write-only: only whether they are set is ever shown.
-    return {
-        "app_id": row.app_id, "network": row.network, "enabled": row.enabled, "settings": row.settings,
-        "event_map": row.event_map, "credentials_set": row.credentials_encrypted is not None,
-        "updated_at_ms": row.updated_at_ms,
-    }
 
 
 class GatewayStore:

@@ -105,7 +105,12 @@ def pipeline(request: pytest.FixtureRequest, fresh_bootstrap: str, migrated_pg_u
         env = service_env(fresh_bootstrap, migrated_pg_url, APPREFER_RETRY_DELAYS="1,2,4,8", **urls,
                           **getattr(request, "param", {}))
         edge = start_edge(env, tmp_path)
-        consumers = [ServiceProcess(["run", *service.command], env, tmp_path).start() for service in SERVICES]
+        # `@pytest.mark.forwarders("meta")`: only those networks' forwarders (each process costs a second of
+        # CPU to start, and the suite has a time budget); by default every network's.
+        marker = request.node.get_closest_marker("forwarders")
+        wanted = {f"forwarder-{name}" for name in marker.args} if marker else None
+        consumers = [ServiceProcess(["run", *service.command], env, tmp_path).start() for service in SERVICES
+                     if wanted is None or not service.name.startswith("forwarder-") or service.name in wanted]
         try:
             running = Pipeline(edge.base, edge.admin, fresh_bootstrap, fakes, env, tmp_path)
             running.processes = [*edge.processes, *consumers]

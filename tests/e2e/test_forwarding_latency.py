@@ -11,7 +11,7 @@ import pytest
 from tests.e2e.conftest import Pipeline
 from tests.support.pipeline import wait_until as wait
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240), pytest.mark.forwarders("meta")]
 
 APPS = 40
 ISOLATION_ENV = {"APPREFER_FORWARD_TIMEOUT_SECONDS": "4", "APPREFER_FORWARD_BREAKER_COOLDOWN_SECONDS": "3"}

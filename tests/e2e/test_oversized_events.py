@@ -22,7 +22,7 @@ from tests.support.pipeline import http_call
 from tests.support.pipeline import wait_until as wait
 from tests.support.topic_reading import read_all
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240), pytest.mark.forwarders("meta")]
 
 ORDINARY = 20
 

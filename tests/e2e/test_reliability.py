@@ -11,7 +11,7 @@ from tests.e2e.conftest import Pipeline
 from tests.fakes import FakeMeta
 from tests.support.pipeline import read_topic, topic_size
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.forwarders("meta")]
 
 
 def attributed_install(pipeline: Pipeline, key: str, device: str) -> None:
