@@ -347,7 +347,7 @@ def _drain(bootstrap: str, stop: Stop, seconds: float) -> None:
         zero_seen = zero_seen + 1 if left and total == 0 else 0
         if zero_seen >= 2 or not left:
             return
-        if time.monotonic() - last_said >= 2.0:
+        if total and time.monotonic() - last_said >= 2.0:  # "0 left" waits for its confirmation quietly
             busy = ", ".join(f"{name} {n:,}" for name, n in left.items() if n)
             _say(f"draining: {total:,} record{'s' if total != 1 else ''} left ({busy}); up to "
                  f"{deadline - time.monotonic():.0f} s more, Ctrl-C again to stop now")
