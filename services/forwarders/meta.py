@@ -12,7 +12,6 @@ out before the call by `pre_check`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -30,7 +29,7 @@ from shared.forwarding.model import (
     Permanent,
     RetryLater,
 )
-from shared.forwarding.payload import order_fields, required, too_old
+from shared.forwarding.payload import is_sha256_hex, order_fields, required, too_old, usable_advertising_id
 from shared.networks.spec import AccessToken, ClickId, NetworkSpec, UnattributedOptIn
 
 NETWORK = "meta"
@@ -55,8 +54,6 @@ DEFAULT_EVENT_NAMES = {"purchase": "Purchase", "trial_start": "StartTrial", "sub
                        "registration": "CompleteRegistration", "add_to_cart": "AddToCart"}
 
 EXTINFO_SLOTS = 16
-_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
-_ZERO_AD_ID = "00000000-0000-0000-0000-000000000000"
 
 
 class Settings(UnattributedOptIn):
@@ -144,7 +141,7 @@ def _user_data(job: ForwardJob) -> dict[str, Any]:
         user_data["client_ip_address"] = device.ip
     if device.user_agent:
         user_data["client_user_agent"] = device.user_agent
-    madid = _advertising_id(device.idfa) or _advertising_id(device.gaid)
+    madid = usable_advertising_id(device.idfa) or usable_advertising_id(device.gaid)
     if madid:
         user_data["madid"] = madid
     anon_id = job.properties.get("fb_anon_id")
@@ -156,16 +153,12 @@ def _user_data(job: ForwardJob) -> dict[str, Any]:
 def _hashes(user_hashes: Mapping[str, str]) -> dict[str, str]:
     """The hashes Meta knows, as stored. Anything not 64 hex characters is dropped: only hashes leave."""
     return {key: user_hashes[key] for key in HASHED_USER_KEYS
-            if isinstance(user_hashes.get(key), str) and _SHA256_HEX.fullmatch(user_hashes[key])}
+            if is_sha256_hex(user_hashes.get(key))}
 
 
 def fbc(job: ForwardJob) -> str:
     """`fb.1.<click time ms>.<fbclid>`; the fbclid byte-for-byte, since Meta compares it case-sensitively."""
     return f"fb.1.{job.click_time_ms or job.event_time_ms}.{job.click_id}"
-
-
-def _advertising_id(value: str | None) -> str | None:
-    return value if value and value != _ZERO_AD_ID else None
 
 
 def extinfo(job: ForwardJob, bundle_id: str) -> list[str]:
@@ -183,9 +176,9 @@ def extinfo(job: ForwardJob, bundle_id: str) -> list[str]:
 
 def _extinfo_version(job: ForwardJob) -> str:
     os_name = (job.device.os or "").lower()
-    if os_name == "ios" or (not os_name and _advertising_id(job.device.idfa)):
+    if os_name == "ios" or (not os_name and usable_advertising_id(job.device.idfa)):
         return "i2"
-    if os_name == "android" or (not os_name and _advertising_id(job.device.gaid)):
+    if os_name == "android" or (not os_name and usable_advertising_id(job.device.gaid)):
         return "a2"
     return ""
 

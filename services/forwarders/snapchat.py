@@ -32,7 +32,7 @@ from shared.forwarding.model import (
     Permanent,
     RetryLater,
 )
-from shared.forwarding.payload import order_fields, required, too_old
+from shared.forwarding.payload import ZERO_AD_ID, is_sha256_hex, order_fields, required, too_old, usable_advertising_id
 from shared.networks.spec import AccessToken, ClickId, NetworkSpec, UnattributedOptIn
 
 NETWORK = "snapchat"
@@ -59,9 +59,7 @@ TEST_EVENT_ID = "apprefer-test-connection"
 # TEST-NET-1) so a missing match key is not what fails the check.
 TEST_USER_DATA = {"client_ip_address": "192.0.2.1", "client_user_agent": "apprefer (Test Connection)"}
 
-_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_ZERO_AD_ID = "00000000-0000-0000-0000-000000000000"
 
 
 class Settings(UnattributedOptIn):
@@ -136,9 +134,8 @@ def _event(job: ForwardJob, bundle_id: str) -> dict[str, Any]:
 
 
 def _user_data(job: ForwardJob) -> dict[str, Any]:
-    # Only hashes leave apprefer: anything that is not 64 hex characters is dropped, never sent.
-    user_data: dict[str, Any] = {key: [value] for key in HASHED_USER_KEYS
-                                 if isinstance(value := job.user_hashes.get(key), str) and _SHA256_HEX.fullmatch(value)}
+    user_data: dict[str, Any] = {key: [job.user_hashes[key]] for key in HASHED_USER_KEYS
+                                 if is_sha256_hex(job.user_hashes.get(key))}
     if job.click_id_type == CLICK_ID_TYPE and job.click_id:
         user_data["sc_click_id"] = job.click_id
     device = job.device
@@ -146,7 +143,7 @@ def _user_data(job: ForwardJob) -> dict[str, Any]:
         user_data["client_ip_address"] = device.ip
     if device.user_agent:
         user_data["client_user_agent"] = device.user_agent
-    madid = _advertising_id(device.idfa) or _advertising_id(device.gaid)
+    madid = usable_advertising_id(device.idfa) or usable_advertising_id(device.gaid)
     if madid:
         user_data["madid"] = madid
     idfv = _idfv(job)
@@ -155,17 +152,13 @@ def _user_data(job: ForwardJob) -> dict[str, Any]:
     return user_data
 
 
-def _advertising_id(value: str | None) -> str | None:
-    return value if value and value != _ZERO_AD_ID else None
-
-
 def _idfv(job: ForwardJob) -> str | None:
     """The IDFV where the event names it: an `idfv` property, or RevenueCat's `$idfv` (kept in rc_identities).
     device_id is not used: it may be an Android ID or the SDK's own UUID."""
     properties = job.properties
     identities = properties.get("rc_identities")
     for value in (properties.get("idfv"), identities.get("idfv") if isinstance(identities, dict) else None):
-        if isinstance(value, str) and _UUID.fullmatch(value) and value != _ZERO_AD_ID:
+        if isinstance(value, str) and _UUID.fullmatch(value) and value != ZERO_AD_ID:
             return value
     return None
 

@@ -14,7 +14,6 @@ of a request shares the outcome. It dedupes on (event, event_id) for 48 h, so a 
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -32,7 +31,7 @@ from shared.forwarding.model import (
     Permanent,
     RetryLater,
 )
-from shared.forwarding.payload import order_fields, required
+from shared.forwarding.payload import is_sha256_hex, order_fields, required, usable_advertising_id
 from shared.networks.spec import AccessToken, ClickId, NetworkSpec, UnattributedOptIn
 
 NETWORK = "tiktok"
@@ -52,8 +51,6 @@ ATT_STATUSES = frozenset({"AUTHORIZED", "DENIED", "NOT_DETERMINED", "RESTRICTED"
 TEST_EVENT_CODE = "TEST_CONNECTION"
 TEST_EVENT_ID = "apprefer-test-connection"
 
-_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
-_ZERO_AD_ID = "00000000-0000-0000-0000-000000000000"
 
 
 DEFAULT_EVENT_NAMES = {"purchase": "Purchase", "trial_start": "StartTrial", "subscribe": "Subscribe",
@@ -127,12 +124,12 @@ def _user(job: ForwardJob) -> dict[str, Any]:
         user["ttclid"] = job.click_id
     for tiktok_key, hash_key in HASHED_USER_KEYS.items():
         value = job.user_hashes.get(hash_key)
-        # Only hashes leave apprefer: anything that is not 64 hex characters is dropped, never sent.
-        if isinstance(value, str) and _SHA256_HEX.fullmatch(value):
+        if is_sha256_hex(value):
             user[tiktok_key] = [value]
     device = job.device
-    for key, advertising_id in (("idfa", device.idfa), ("gaid", device.gaid)):
-        if advertising_id and advertising_id != _ZERO_AD_ID:
+    for key, given in (("idfa", device.idfa), ("gaid", device.gaid)):
+        advertising_id = usable_advertising_id(given)
+        if advertising_id:
             user[key] = hashlib.sha256(advertising_id.strip().lower().encode()).hexdigest()
     att_status = _att_status(job)
     if att_status:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from shared.forwarding.model import ForwardJob, Permanent
+
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+# iOS with tracking denied and Android with ads personalisation off report this: millions share it.
+ZERO_AD_ID = "00000000-0000-0000-0000-000000000000"
 
 # Keeps an event that passes a network's age check from turning stale while its batch is assembled and sent.
 STALE_MARGIN_MS = 10 * 60 * 1000
@@ -19,6 +24,16 @@ def required(config: Mapping[str, Any], name: str, network: str) -> str:
     if not value:
         raise ValueError(f"{name} is not set for the {network} integration")
     return str(value)
+
+
+def is_sha256_hex(value: object) -> bool:
+    """Only hashes leave apprefer: a user-data value that is not 64 hex characters is never sent."""
+    return isinstance(value, str) and _SHA256_HEX.fullmatch(value) is not None
+
+
+def usable_advertising_id(value: str | None) -> str | None:
+    """An IDFA or GAID as sent, or None when missing or the all-zero opted-out id."""
+    return value if value and value != ZERO_AD_ID else None
 
 
 def too_old(job: ForwardJob, now_ms: int, max_age_days: int, network_title: str) -> Permanent | None:
