@@ -4,17 +4,25 @@ OpenAPI document. It is not the gateway: it listens on its own port (APPREFER_AD
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.admin.guard import AdminContext, ConnectionTester, DeadLetterLister
-from services.admin.openapi import document as openapi_document
+from services.admin.guard import ADMIN_PREFIX, AdminContext, ConnectionTester, DeadLetterLister
+from services.admin.openapi import SPEC as OPENAPI_SPEC
 from services.admin.routes import admin_routes
 from services.admin.store import AdminStore
+from shared.openapi import HEALTHZ, METRICS, OPENAPI, build_document, documented, readiness_operation
 from shared.web import answers_counted, json_response
 
 Readiness = Callable[[], Awaitable[None]]
+OPERATIONS_PATHS = ("/healthz", "/readyz", "/metrics", "/openapi.json")
+
+
+def documents(path: str) -> bool:
+    """The API and the operations routes are in the OpenAPI document; the dashboard's pages are not."""
+    return path.startswith(ADMIN_PREFIX) or path in OPERATIONS_PATHS
 
 
 def build_app(store: AdminStore, *, admin_token: str | None, public_base_url: str, max_body_bytes: int,
@@ -22,9 +30,11 @@ def build_app(store: AdminStore, *, admin_token: str | None, public_base_url: st
               dead_letters: DeadLetterLister | None = None) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes, middlewares=[answers_counted("admin service")])
 
+    @documented(HEALTHZ)
     async def healthz(_request: web.Request) -> web.Response:
         return json_response({"status": "ok"})
 
+    @documented(readiness_operation("the database"))
     async def readyz(_request: web.Request) -> web.Response:
         try:
             if readiness is not None:
@@ -33,13 +43,19 @@ def build_app(store: AdminStore, *, admin_token: str | None, public_base_url: st
             return json_response({"status": "unavailable", "reason": str(exc)}, 503)
         return json_response({"status": "ready"})
 
+    @documented(METRICS)
     async def metrics(_request: web.Request) -> web.Response:
         response = web.Response(body=generate_latest())
         response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
         return response
 
-    async def openapi(_request: web.Request) -> web.Response:
-        return json_response(openapi_document())
+    built: list[dict[str, Any]] = []  # the routes are all added before the first request
+
+    @documented(OPENAPI)
+    async def openapi(request: web.Request) -> web.Response:
+        if not built:
+            built.append(build_document(request.app.router.routes(), OPENAPI_SPEC, documents))
+        return json_response(built[0])
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -5,6 +5,7 @@ gateway's public URL, Test Connection, dead letters)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ class AdminContext:
     def guarded(self, handler: Handler) -> Handler:
         """The admin token (constant-time compare) and the answers to what a route raises."""
 
+        @functools.wraps(handler)
         async def wrapper(request: web.Request) -> web.StreamResponse:
             # Only "Bearer <token>" (the scheme is case-insensitive, RFC 9110): a bare token is refused.
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")

@@ -16,10 +16,10 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from services.gateway import openapi as docs
 from services.gateway import revenuecat
 from services.gateway.click_input import click_record
 from services.gateway.event_input import event_field_prefix, parse_events, raw_event_record
-from services.gateway.openapi import document as openapi_document
 from services.gateway.store import GatewayStore, KeyOwner, LinkTarget
 from services.skan.postback_input import SourceRateLimiter, parse_postback, transaction_key
 from shared.avro import AvroCodec
@@ -29,6 +29,7 @@ from shared.kafka.producer import AsyncProducer, DeliveryFailed, ProducerQueueFu
 from shared.kafka.records import OutRecord
 from shared.kafka.topics import CLICKS_RAW, EVENTS_RAW, SKAN_RAW
 from shared.metrics import EVENTS_ACCEPTED, SKAN_INTAKE
+from shared.openapi import HEALTHZ, METRICS, OPENAPI, build_document, documented, readiness_operation
 from shared.runtime import now_ms
 from shared.web import (
     LabelledCounter,
@@ -88,6 +89,7 @@ class Gateway:
         self._links = TtlCache(key_cache_seconds)
         self._webhook_auth = TtlCache(min(key_cache_seconds, 5.0))
         self._readiness = readiness
+        self._document: dict[str, Any] | None = None
 
     async def _authenticate(self, request: web.Request) -> KeyOwner | None:
         token = request.headers.get("Authorization", "")
@@ -135,6 +137,7 @@ class Gateway:
                                 content_type="application/json")
         return None
 
+    @documented(docs.EVENTS)
     async def post_events(self, request: web.Request) -> web.Response:
         owner = await self._authenticate(request)
         if owner is None:
@@ -167,6 +170,7 @@ class Gateway:
         _EVENTS_ACCEPTED.inc("sandbox" if owner.sandbox else "live", amount=len(records))
         return json_response({"accepted": len(records)}, 202)
 
+    @documented(docs.TRACKING_LINK)
     async def click_redirect(self, request: web.Request) -> web.Response:
         link_id = request.match_info["link_id"]
         link: LinkTarget | None = (await self._links.get(link_id, self._store.link_target)
@@ -188,6 +192,7 @@ class Gateway:
             return json_response({"click_key": click["click_key"], "message": "link has no store_url"}, 200)
         return web.Response(status=302, headers={"Location": store_url_with_click(link.store_url, click)})
 
+    @documented(docs.CLICK)
     async def post_click(self, request: web.Request) -> web.Response:
         owner = await self._authenticate(request)
         if owner is None:
@@ -222,6 +227,7 @@ class Gateway:
             return failure
         return json_response({"accepted": 1, "click_key": click["click_key"]}, 202)
 
+    @documented(docs.REVENUECAT)
     async def revenuecat_webhook(self, request: web.Request) -> web.Response:
         """RevenueCat retries anything but 200 (five times, hours apart): answer 200 as soon as the
         broker has the record, 4xx only for what a retry cannot fix."""
@@ -250,6 +256,7 @@ class Gateway:
         _EVENTS_ACCEPTED.inc("revenuecat")
         return json_response({"ok": True, "event_id": raw["event_id"]}, 200)
 
+    @documented(docs.SKAN_POSTBACK)
     async def skan_postback(self, request: web.Request) -> web.Response:
         """Ad networks (enriched, or Apple's body re-sent by redirect) and iOS's own copy. 200 for
         every well-formed postback within the limits, duplicates included: the device retries for days otherwise.
@@ -304,9 +311,15 @@ class Gateway:
         return OutRecord(topic=CLICKS_RAW, key=click["click_key"].encode(),
                          value=self._codec.encode("apprefer.Click", click))
 
+    @documented(docs.SKAN_REPORT_ATTRIBUTION)
+    async def skan_report_attribution(self, request: web.Request) -> web.Response:
+        return await self.skan_postback(request)
+
+    @documented(HEALTHZ)
     async def healthz(self, _request: web.Request) -> web.Response:
         return json_response({"status": "ok"})
 
+    @documented(readiness_operation("the database and the broker"))
     async def readyz(self, _request: web.Request) -> web.Response:
         try:
             if self._readiness is not None:
@@ -315,9 +328,13 @@ class Gateway:
             return json_response({"status": "unavailable", "reason": str(exc)}, 503)
         return json_response({"status": "ready"})
 
-    async def openapi(self, _request: web.Request) -> web.Response:
-        return json_response(openapi_document())
+    @documented(OPENAPI)
+    async def openapi(self, request: web.Request) -> web.Response:
+        if self._document is None:
+            self._document = build_document(request.app.router.routes(), docs.SPEC)
+        return json_response(self._document)
 
+    @documented(METRICS)
     async def metrics(self, _request: web.Request) -> web.Response:
         response = web.Response(body=generate_latest())
         response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
@@ -353,8 +370,8 @@ def build_app(gateway: Gateway, *, max_body_bytes: int) -> web.Application:
     app.router.add_get("/c/{link_id}", gateway.click_redirect)
     app.router.add_post("/v1/webhooks/revenuecat/{app_id}", gateway.revenuecat_webhook)
     app.router.add_post("/v1/skan/postbacks", gateway.skan_postback)
-    app.router.add_post("/.well-known/skadnetwork/report-attribution/", gateway.skan_postback)
-    app.router.add_post("/.well-known/skadnetwork/report-attribution", gateway.skan_postback)
+    app.router.add_post("/.well-known/skadnetwork/report-attribution/", gateway.skan_report_attribution)
+    app.router.add_post("/.well-known/skadnetwork/report-attribution", gateway.skan_report_attribution)
     app.router.add_get("/healthz", gateway.healthz)
     app.router.add_get("/readyz", gateway.readyz)
     app.router.add_get("/metrics", gateway.metrics)

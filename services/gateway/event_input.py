@@ -17,6 +17,7 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
     with_config,
 )
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12 (a pydantic dependency)
@@ -32,7 +33,7 @@ from services.privacy.personal_data import (
     value_kind,
     with_offered_hashes,
 )
-from services.privacy.user_data import hash_user_data
+from services.privacy.user_data import hash_user_data, user_json_schema
 from shared.errors import InputError
 from shared.networks.registry import registry
 from shared.web import MAX_JSON_DEPTH, check_json_depth, nests_deeper
@@ -44,6 +45,7 @@ MIN_EVENT_TIME_MS = 1_262_304_000_000  # 2010-01-01
 # this by default) is a client bug or an attack on the advertiser's reporting, not a sale.
 DEFAULT_MAX_REVENUE_AMOUNT = 1_000_000.0
 MAX_REVENUE_BOUND = 1e12  # the largest bound an app may set
+DEFAULT_MAX_BATCH = 500  # APPREFER_GATEWAY_MAX_BATCH's default
 
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
@@ -71,6 +73,9 @@ _STRICT = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 @with_config(_STRICT)
 class DeviceIn(TypedDict):
+    """Unknown fields are a 400 naming them (device.imei). device_id, idfa and gaid that look like an email
+    address or a phone number are a 400 naming them; the other fields are dropped (null) when they contain one."""
+
     device_id: Id
     idfa: NotRequired[Text | None]
     gaid: NotRequired[Text | None]
@@ -88,12 +93,17 @@ class DeviceIn(TypedDict):
 # any case (`gclid`, Snap's `ScCid`): checked and renamed to their click id type by _referrer_click_ids.
 @with_config(ConfigDict(extra="allow", str_strip_whitespace=True))
 class ReferrerIn(TypedDict, total=False):
+    """The install referrer, and click ids under any registered network's parameter names (fbclid, gclid,
+    ttclid, ScCid, ...: any case); any other key is a 400 naming it."""
+
     install_referrer: Annotated[str, StringConstraints(max_length=4000)] | None
     click_id: ClickIdValue | None
 
 
 @with_config(_STRICT)
 class RevenueIn(TypedDict):
+    """amount is a JSON number, not a string; below 0 or above the app's max_revenue_amount is a 400."""
+
     amount: Annotated[float, Field(strict=True)]  # strict: "9.99" and true are not amounts
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{3}$")]
 
@@ -101,14 +111,28 @@ class RevenueIn(TypedDict):
 # Fields beyond the contract are kept in `properties`, so the top level allows extras.
 @with_config(ConfigDict(extra="allow", str_strip_whitespace=True))
 class EventIn(TypedDict):
+    """One SDK event. Fields beyond these are kept in properties. Personal data belongs under user. Sent
+    elsewhere anyway (a field named like it: email, e-mail, userEmail, phone_number, mobile, firstName, dob, ...,
+    at the top level, in properties at any depth or in the install referrer) it is kept SHA-256 hashed in place
+    (normalised as under user), and fills the user hashes user leaves empty. Any other string that contains an
+    email address or a phone number is dropped. event_id, event_name and the referrer's click ids that look like
+    one are a 400 naming them."""
+
     event_id: Id
     event_name: Id
     event_time: Annotated[str | int | float, BeforeValidator(_time_type)]
     device: DeviceIn
     referrer: NotRequired[ReferrerIn | None]
-    user: NotRequired[dict[str, Any] | None]
+    user: NotRequired[Annotated[dict[str, Any] | None, WithJsonSchema(user_json_schema())]]
     revenue: NotRequired[RevenueIn | None]
     properties: NotRequired[dict[str, Any]]
+
+
+@with_config(_STRICT)
+class EventBatchIn(TypedDict):
+    """Up to APPREFER_GATEWAY_MAX_BATCH events (500 by default); one invalid event rejects them all."""
+
+    events: Annotated[list[EventIn], Field(min_length=1, max_length=DEFAULT_MAX_BATCH)]
 
 
 _EVENTS = TypeAdapter(list[EventIn])

@@ -24,6 +24,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from datetime import date
+from typing import Any
 
 from shared.errors import InputError
 
@@ -40,6 +41,7 @@ __all__ = [
     "normalise_state",
     "normalise_zip",
     "sha256_hex",
+    "user_json_schema",
 ]
 
 
@@ -171,6 +173,20 @@ _FIELDS: dict[str, tuple[str, Callable[[str], str]]] = {
 # A US ZIP as a JSON number has already lost its leading zeros (02134 -> 2134), so only
 # phone numbers may be sent as integers.
 _INT_OK = frozenset({"phone"})
+
+
+def user_json_schema() -> dict[str, Any]:
+    """The JSON schema of the SDK event's ``user`` object: these fields, each a string or null (a phone may be
+    an integer too)."""
+    def of(key: str) -> dict[str, Any]:
+        text: dict[str, Any] = {"type": "string", "maxLength": 1000}
+        return {"anyOf": [text, {"type": "integer"}, {"type": "null"}] if key in _INT_OK
+                else [text, {"type": "null"}]}
+
+    return {"anyOf": [{"type": "object", "properties": {key: of(key) for key in _FIELDS},
+                       "additionalProperties": False}, {"type": "null"}],
+            "description": "Personal data: normalised and SHA-256 hashed at the gateway; never stored raw. An "
+                           "invalid value (not an email address, a phone without country code, ...) is a 400."}
 
 
 def _as_text(key: str, value: object) -> str | None:

@@ -45,6 +45,8 @@ FUZZ_SHARE = {"gateway": 0.3, "admin": 0.7}
 FUZZ_RANDOM = os.environ.get("APPREFER_FUZZ_RANDOM", "") not in ("", "0")
 # Dry-run connection tests call the ad networks: never fuzzed (and their base URLs point nowhere below).
 NOT_FUZZED = {"POST /admin/v1/apps/{app_id}/integrations/{network}/test"}
+# Fuzzed with made-up ids only: deleting the playground app would leave every later operation a 404.
+NOT_PINNED = {"DELETE /admin/v1/apps/{app_id}"}
 DEAD_END = "http://127.0.0.1:9"
 
 
@@ -616,7 +618,7 @@ def test_schemathesis_finds_no_server_error_and_no_contract_violation(gw: Gw, se
         for operation in operations:
             if operation.label in NOT_FUZZED:
                 continue
-            pins = pinned(operation.path)
+            pins = {} if operation.label in NOT_PINNED else pinned(operation.path)
             run(operation, mode, pins)
             if pins and mode is GenerationMode.POSITIVE:
                 run(operation, mode, {})  # random ids too: 404s must be JSON and documented

@@ -17,6 +17,7 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from shared.avro import codec
+from tests.support.contract import check_answer
 from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -204,8 +205,9 @@ class AdminApi:
         self.headers = {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"}
 
     def call(self, method: str, path: str, body: Any = None, expect: int = 200) -> Any:
-        status, _, payload = http_call(method, f"{self.base}/admin/v1{path}", body, self.headers)
+        status, headers, payload = http_call(method, f"{self.base}/admin/v1{path}", body, self.headers)
         assert status == expect, f"{method} {path}: {status} {payload}"
+        check_answer(self.base, http_call, method, f"/admin/v1{path}", status, headers, payload)
         return payload
 
     def new_app(self, platform: str = "android", **fields: Any) -> dict[str, Any]:

@@ -5,16 +5,41 @@ before); `?app_id=` keeps one app's."""
 from __future__ import annotations
 
 from aiohttp import web
+from pydantic import BaseModel
 
-from services.admin.api.apps import next_cursor, page_query
+from services.admin.api.apps import PageQuery, next_cursor, page_query
 from services.admin.guard import AdminContext
+from services.admin.openapi import operation
+from shared.openapi import Answer, documented
 from shared.web import json_response
+
+
+class AdminEventsQuery(PageQuery):
+    app_id: str | None = None
+
+
+class AdminEvent(BaseModel):
+    id: int
+    at_ms: int
+    token_id: str
+    action: str
+    method: str
+    path: str
+    app_id: str | None
+    status: int
+
+
+class AdminEventsPage(BaseModel):
+    admin_events: list[AdminEvent]
+    next: str | None
 
 
 def add_routes(routes: web.RouteTableDef, ctx: AdminContext) -> None:
     store = ctx.store
 
     @routes.get("/admin/v1/admin-events")
+    @documented(operation("Admin events: who (token id) did what to which app, newest first",
+                          {200: Answer("a page of events", AdminEventsPage)}, query=AdminEventsQuery))
     @ctx.guarded
     async def admin_events(request: web.Request) -> web.StreamResponse:
         limit, before = page_query(request, (int,))

@@ -15,11 +15,13 @@ from typing import Annotated, Any, Literal, NoReturn
 
 import orjson
 from aiohttp import web
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, Field, field_validator
 
 from services.admin.guard import AdminContext, Body
+from services.admin.openapi import operation
 from services.admin.stores.apps import Conflict
 from services.gateway.event_input import DEFAULT_MAX_REVENUE_AMOUNT, MAX_REVENUE_BOUND
+from shared.openapi import Answer, documented
 from shared.settings import MAX_LOOKBACK_DAYS, MAX_REATTRIBUTION_DAYS
 from shared.web import error_response, json_response, model_body, storable_text
 
@@ -103,6 +105,82 @@ class LinkIn(Body):
     store_url: str | None = Field(None, max_length=2000)
 
 
+class PageQuery(BaseModel):
+    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="items per page")
+    cursor: str | None = Field(None, description="the `next` of the page before; none: the first page")
+
+
+class App(BaseModel):
+    app_id: str
+    name: str
+    platform: Literal["ios", "android"]
+    store_url: str | None
+    bundle_id: str | None
+    apple_app_id: str | None
+    lookback_days: int
+    fingerprint_window_hours: int
+    reattribution_days: int
+    max_revenue_amount: float
+    test_app: bool = Field(description="built in for testing: the SKAN guide's simulated apps")
+    created_at_ms: int
+
+
+class DeletedApp(App):
+    deleted_at_ms: int
+
+
+class AppPage(BaseModel):
+    apps: list[App]
+    next: str | None
+
+
+class Key(BaseModel):
+    """An API key as listed: never the key nor its hash, the prefix is enough to recognise it."""
+
+    key_id: str
+    app_id: str
+    mode: Literal["live", "test"]
+    prefix: str
+    created_at_ms: int
+    revoked_at_ms: int | None
+    expires_at_ms: int | None
+
+
+class NewKey(Key):
+    key: str = Field(pattern="^pk_(live|test)_", description="shown once: only its hash is stored")
+
+
+class RotatedKey(NewKey):
+    replaces: list[str] = Field(description="the key ids of the keys it replaces")
+    old_valid_until_ms: int | None = Field(description="when the replaced keys stop working")
+
+
+class Keys(BaseModel):
+    keys: list[Key]
+
+
+class Link(BaseModel):
+    link_id: str
+    url: str
+    app_id: str
+    network: str | None
+    campaign: str | None
+    store_url: str | None
+    created_at_ms: int
+
+
+class DeletedLink(Link):
+    deleted_at_ms: int
+
+
+class LinkPage(BaseModel):
+    links: list[Link]
+    next: str | None
+
+
+APP_ID = {"app_id": {"description": "an app's id (an unknown or deleted one is a 404)"}}
+
+
 def _bad_query(field: str, message: str) -> NoReturn:
     raise web.HTTPBadRequest(body=orjson.dumps({"error": "invalid_request", "field": field, "message": message}),
                              content_type="application/json")
@@ -156,6 +234,7 @@ def add_routes(routes: web.RouteTableDef, ctx: AdminContext) -> None:
     # --- apps ------------------------------------------------------------------------------------
 
     @routes.post("/admin/v1/apps")
+    @documented(operation("Create an app", {201: Answer("created", App), 409: "Conflict"}, body=AppIn))
     @ctx.guarded
     async def create_app(request: web.Request) -> web.StreamResponse:
         body = await model_body(request, AppIn)
@@ -165,6 +244,7 @@ def add_routes(routes: web.RouteTableDef, ctx: AdminContext) -> None:
             return conflict(exc)
 
     @routes.get("/admin/v1/apps")
+    @documented(operation("List apps, oldest first", {200: Answer("a page of apps", AppPage)}, query=PageQuery))
     @ctx.guarded
     async def list_apps(request: web.Request) -> web.StreamResponse:
         limit, after = page_query(request, (int, str))
@@ -172,11 +252,15 @@ def add_routes(routes: web.RouteTableDef, ctx: AdminContext) -> None:
         return json_response({"apps": apps, "next": next_cursor(position)})
 
     @routes.get("/admin/v1/apps/{app_id}")
+    @documented(operation("One app", {200: Answer("the app", App), 404: "NotFound"}, path=APP_ID))
     @ctx.guarded
     async def get_app(request: web.Request) -> web.StreamResponse:
         return json_response(await ctx.call(store.get_app, request.match_info["app_id"]))
 
     @routes.patch("/admin/v1/apps/{app_id}")
+    @documented(operation("Change an app: name, store URL, bundle id, Apple id, attribution windows",
+                          {200: Answer("the app as changed", App), 404: "NotFound", 409: "Conflict"},
+                          body=AppPatch, path=APP_ID))
     @ctx.guarded
     async def patch_app(request: web.Request) -> web.StreamResponse:
         body = await model_body(request, AppPatch)
@@ -187,6 +271,9 @@ def add_routes(routes: web.RouteTableDef, ctx: AdminContext) -> None:
         return json_response(patched)
 
     @routes.delete("/admin/v1/apps/{app_id}")
+    @documented(operation("Delete an app: its keys stop working, its links answer 404",
+                          {200: Answer("the app as it was", DeletedApp), 404: "NotFound"},
+                          path=APP_ID))
     @ctx.guarded
     async def delete_app(request: web.Request) -> web.StreamResponse:
         return json_response(await ctx.call(store.delete_app, request.match_info["app_id"]))
@@ -194,17 +281,26 @@ def add_routes(routes: web.RouteTableDef, ctx: AdminContext) -> None:
     # --- keys ------------------------------------------------------------------------------------
 
     @routes.get("/admin/v1/apps/{app_id}/keys")
+    @documented(operation("An app's API keys (prefix and times only)",
+                          {200: Answer("every key, revoked ones too", Keys), 404: "NotFound"},
+                          path=APP_ID))
     @ctx.guarded
     async def list_keys(request: web.Request) -> web.StreamResponse:
         return json_response({"keys": await ctx.call(store.list_keys, request.match_info["app_id"])})
 
     @routes.post("/admin/v1/apps/{app_id}/keys")
+    @documented(operation("Create an API key (shown once; stored hashed)",
+                          {201: Answer("the new key", NewKey), 404: "NotFound"},
+                          body=KeyIn, path=APP_ID))
     @ctx.guarded
     async def create_key(request: web.Request) -> web.StreamResponse:
         body = await model_body(request, KeyIn)
         return json_response(await ctx.call(store.create_key, request.match_info["app_id"], body.mode), 201)
 
     @routes.post("/admin/v1/apps/{app_id}/keys/rotate")
+    @documented(operation("Rotate: a new key; the old ones of the mode keep working for grace_hours",
+                          {201: Answer("the new key", RotatedKey), 404: "NotFound"},
+                          body=RotateIn, path=APP_ID))
     @ctx.guarded
     async def rotate_key(request: web.Request) -> web.StreamResponse:
         body = await model_body(request, RotateIn)
@@ -212,6 +308,9 @@ def add_routes(routes: web.RouteTableDef, ctx: AdminContext) -> None:
         return json_response(rotated, 201)
 
     @routes.delete("/admin/v1/apps/{app_id}/keys/{key_id}")
+    @documented(operation("Revoke a key at once",
+                          {200: Answer("the key as revoked", Key), 404: "NotFound"},
+                          path=APP_ID))
     @ctx.guarded
     async def revoke_key(request: web.Request) -> web.StreamResponse:
         app_id, key_id = request.match_info["app_id"], request.match_info["key_id"]
@@ -220,6 +319,9 @@ def add_routes(routes: web.RouteTableDef, ctx: AdminContext) -> None:
     # --- links -----------------------------------------------------------------------------------
 
     @routes.post("/admin/v1/apps/{app_id}/links")
+    @documented(operation("Create a tracking link",
+                          {201: Answer("the new link", Link), 404: "NotFound"},
+                          body=LinkIn, body_required=False, path=APP_ID))
     @ctx.guarded
     async def create_link(request: web.Request) -> web.StreamResponse:
         body = await model_body(request, LinkIn)
@@ -227,6 +329,9 @@ def add_routes(routes: web.RouteTableDef, ctx: AdminContext) -> None:
         return json_response(created, 201)
 
     @routes.get("/admin/v1/apps/{app_id}/links")
+    @documented(operation("An app's tracking links, oldest first",
+                          {200: Answer("a page of links", LinkPage), 404: "NotFound"},
+                          query=PageQuery, path=APP_ID))
     @ctx.guarded
     async def list_links(request: web.Request) -> web.StreamResponse:
         limit, after = page_query(request, (int, str))
@@ -235,12 +340,16 @@ def add_routes(routes: web.RouteTableDef, ctx: AdminContext) -> None:
         return json_response({"links": links, "next": next_cursor(position)})
 
     @routes.get("/admin/v1/apps/{app_id}/links/{link_id}")
+    @documented(operation("One tracking link", {200: Answer("the link", Link), 404: "NotFound"}, path=APP_ID))
     @ctx.guarded
     async def get_link(request: web.Request) -> web.StreamResponse:
         app_id, link_id = request.match_info["app_id"], request.match_info["link_id"]
         return json_response(await ctx.call(store.get_link, app_id, link_id, public_base_url))
 
     @routes.delete("/admin/v1/apps/{app_id}/links/{link_id}")
+    @documented(operation("Delete a tracking link: its URL answers 404",
+                          {200: Answer("the link as it was", DeletedLink), 404: "NotFound"},
+                          path=APP_ID))
     @ctx.guarded
     async def delete_link(request: web.Request) -> web.StreamResponse:
         app_id, link_id = request.match_info["app_id"], request.match_info["link_id"]

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from aiohttp import web
+from pydantic import BaseModel, Field
 
 from services.admin.guard import AdminContext
+from services.admin.openapi import operation
 from services.admin.stores.audit import AUDIT_FILTERS, AuditQuery
 from shared.forwarding.audit import STATUSES
 from shared.kafka.dlq import epoch_ms
+from shared.openapi import Answer, documented
 from shared.web import error_response, json_response, storable_text
 
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
@@ -52,10 +57,44 @@ def audit_query(query: dict[str, str]) -> AuditQuery:
     return AuditQuery(**texts, since_ms=times["since"], until_ms=times["until"], before_id=before_id, limit=limit)
 
 
+class AuditFilters(BaseModel):
+    app_id: str | None = None
+    event_id: str | None = None
+    network: str | None = None
+    status: Literal[STATUSES] | None = None  # type: ignore[valid-type]
+    since: str | None = Field(None, description="epoch ms (as recorded_at_ms), RFC 3339, or 2h, yesterday ...")
+    until: str | None = Field(None, description="as since")
+    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="clamped to 1..1000; not an integer: a 400")
+    cursor: str | None = Field(None, description="the `next` of the page before")
+
+
+class AuditRecord(BaseModel):
+    app_id: str
+    event_id: str
+    event_name: str | None
+    network: str
+    status: Literal[STATUSES]  # type: ignore[valid-type]
+    attempts: int
+    last_error: str | None
+    detail: str | None
+    http_status: int | None
+    error_code: str | None
+    latency_ms: int | None
+    request_hash: str | None
+    recorded_at_ms: int
+
+
+class AuditPage(BaseModel):
+    records: list[AuditRecord]
+    next: str | None
+
+
 def add_routes(routes: web.RouteTableDef, ctx: AdminContext) -> None:
     store = ctx.store
 
     @routes.get("/admin/v1/audit")
+    @documented(operation("Audit log, newest first", {200: Answer("a page of matching records", AuditPage)},
+                          query=AuditFilters))
     @ctx.guarded
     async def audit(request: web.Request) -> web.StreamResponse:
         try:

@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from pydantic import Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
 
 from services.admin.guard import AdminContext, Body
+from services.admin.openapi import operation
 from shared.kafka.dlq import (
     DEFAULT_LIMIT,
     DEFAULT_WINDOW,
@@ -29,6 +30,7 @@ from shared.kafka.dlq import (
 )
 from shared.kafka.producer import DeliveryFailed
 from shared.networks.registry import registry
+from shared.openapi import Answer, documented
 from shared.web import error_response, json_response, model_body, storable_text
 
 _MAX_PARTITION, _MAX_OFFSET = 2**31 - 1, 2**63 - 1
@@ -50,6 +52,53 @@ class ReplayIn(Body):
     until: StrictInt | StrictStr | None = None
     dry_run: StrictBool = False
     force: StrictBool = False  # replay those already replayed too
+
+
+class LetterQuery(BaseModel):
+    network: str | None = Field(None, description="one network's forwarding dead letters")
+    topic: str | None = Field(None, description="one topic's (`.dlq` added when missing); not with network")
+    app_id: str | None = None
+    event_id: str | None = None
+    error: str | None = Field(None, description="the error contains this text")
+    since: str | None = Field(None, description="epoch ms, RFC 3339, or 2h, yesterday ...")
+    until: str | None = Field(None, description="as since")
+    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    window: int = Field(DEFAULT_WINDOW, ge=1, le=MAX_WINDOW, description="records read back per partition")
+    cursor: str | None = Field(None, description="the `next` of the page before")
+
+
+class DeadLetterSummary(BaseModel):
+    position: str = Field(description="topic:partition:offset")
+    topic: str
+    partition: int
+    offset: int
+    failed_at_ms: int | None
+    app_id: str | None
+    event_id: str | None
+    network: str | None
+    error: str | None
+    source_topic: str | None
+    service: str | None
+
+
+class DeadLetterPage(BaseModel):
+    dead_letters: list[DeadLetterSummary]
+    next: str | None
+
+
+class DeadLetterDetail(DeadLetterSummary):
+    schema_: str | None = Field(alias="schema", description="the record's Avro schema, when it is a known record")
+    record: dict[str, Any] | None
+    headers: dict[str, Any]
+    value_hex: str | None = Field(None, description="the value's bytes when it is not a known record")
+
+
+class ReplayOutcome(BaseModel):
+    dry_run: bool
+    matched: int = Field(description="dead letters matching the filters")
+    skipped: int = Field(description="matching, already replayed, left out (none with force)")
+    count: int = Field(description="published (a dry run: that would be)")
+    positions: list[str]
 
 
 def topics_of(network: str | None, topic: str | None) -> list[str]:
@@ -98,6 +147,9 @@ def add_routes(routes: web.RouteTableDef, ctx: AdminContext) -> None:
     desk = lister if isinstance(lister, DeadLetterDesk) else None
 
     @routes.get("/admin/v1/dlq")
+    @documented(operation("Dead letters, newest first, read from a bounded window (nothing is consumed)",
+                          {200: Answer("matching dead letters with their errors", DeadLetterPage)},
+                          query=LetterQuery))
     @ctx.guarded
     async def dead_letter_list(request: web.Request) -> web.StreamResponse:
         if lister is None:
@@ -125,6 +177,9 @@ def add_routes(routes: web.RouteTableDef, ctx: AdminContext) -> None:
         return json_response({"dead_letters": [letter.summary() for letter in page.letters], "next": page.next})
 
     @routes.get("/admin/v1/dlq/{topic}/{partition}/{offset}")
+    @documented(operation("One dead letter in full", {200: Answer("the letter", DeadLetterDetail), 404: "NotFound"},
+                          path={"topic": {"description": "a dead-letter topic: <topic>.dlq"},
+                                "partition": {"pattern": "^[0-9]+$"}, "offset": {"pattern": "^[0-9]+$"}}))
     @ctx.guarded
     async def dead_letter_show(request: web.Request) -> web.StreamResponse:
         if desk is None:
@@ -146,6 +201,9 @@ def add_routes(routes: web.RouteTableDef, ctx: AdminContext) -> None:
         return json_response(letter.detail())
 
     @routes.post("/admin/v1/dlq/replay")
+    @documented(operation("Replay matching dead letters (dry_run: say what would be)",
+                          {200: Answer("what was (or would be) replayed", ReplayOutcome), 409: "Conflict"},
+                          body=ReplayIn, body_required=False))
     @ctx.guarded
     async def dead_letter_replay(request: web.Request) -> web.StreamResponse:
         if desk is None:

@@ -7,13 +7,16 @@ import io
 import re
 from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from aiohttp import web
+from pydantic import BaseModel, Field
 
 from services.admin.guard import AdminContext
+from services.admin.openapi import operation
 from services.admin.stores.reports import DAY_MS, GROUP_BYS, GroupBy, ReportRequest
 from shared.errors import InputError
+from shared.openapi import Answer, documented
 from shared.runtime import now_ms
 from shared.web import error_response, json_response
 
@@ -29,6 +32,36 @@ CSV_COLUMNS = ("section", "day", "attributed", "network", "campaign", "country",
                "metric", "value")
 CSV_KEY_COLUMN = {"ad_network_id": "network"}  # the SKAN section's network is its ad network id
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class ReportQuery(BaseModel):
+    from_: str | None = Field(None, alias="from", description="inclusive: a date (YYYY-MM-DD, UTC) or epoch ms")
+    to: str | None = Field(None, description="a date includes that whole day; epoch ms is exclusive")
+    group_by: Literal[GROUP_BYS] = "day"  # type: ignore[valid-type]
+    format: Literal[FORMATS] = "json"  # type: ignore[valid-type]
+
+
+class ReportSection(BaseModel):
+    keys: list[str]
+    rows: list[dict[str, Any]]
+    totals: dict[str, Any]
+    grouped_by: str | None
+    notes: list[str]
+    revenue_recorded: bool | None = None
+
+
+class Report(BaseModel):
+    app_id: str
+    from_ms: int
+    to_ms: int
+    from_: str = Field(alias="from")
+    to: str
+    group_by: str
+    timezone: Literal["UTC"]
+    installs: ReportSection
+    conversions: ReportSection
+    forwards: ReportSection
+    skan: ReportSection
 
 
 def _moment(name: str, raw: str, end_of_day: bool) -> int:
@@ -138,6 +171,10 @@ def add_routes(routes: web.RouteTableDef, ctx: AdminContext) -> None:
     store = ctx.store
 
     @routes.get("/admin/v1/apps/{app_id}/report")
+    @documented(operation("An app's report: installs, conversions, forwards and SKAN",
+                          {200: Answer("the report (format=csv: text/csv, an attachment)", Report,
+                                       more_content={"text/csv": {"type": "string"}}),
+                           404: "NotFound"}, query=ReportQuery))
     @ctx.guarded
     async def report(request: web.Request) -> web.StreamResponse:
         """GET /admin/v1/apps/{app_id}/report?from=&to=&group_by=day|network|campaign|country&format=json|csv
