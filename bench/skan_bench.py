@@ -30,7 +30,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.hashes import SHA256
 
-from services.skan.decode import SIMULATED_TEST_APP_SCHEMAS, decode, estimated_install_time, schema_in_force
+from services.domain.skan.decode import SIMULATED_TEST_APP_SCHEMAS, decode, estimated_install_time, schema_in_force
 from services.skan.verify import APPLE_P192_KEY, APPLE_P256_KEY, signed_message, verify_postback
 from tests.support.pipeline import REPO
 

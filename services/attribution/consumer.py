@@ -21,9 +21,9 @@ import orjson
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.attribution import matching
-from services.attribution.matching import Attribution, AttributionRules, PreviousInstall
 from services.catalog import consumer_topics
+from services.domain import matching
+from services.domain.matching import Attribution, AttributionRules, PreviousInstall
 from shared.avro import AvroCodec
 from shared.db.models import App, Click, DeviceIdentity, Install
 from shared.db.upsert import insert_ignoring_duplicates, upsert

@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
-from services.skan.decode import DecodedRecord
-from services.skan.macros import postback_id, postback_values, render
+from services.domain.skan.decode import DecodedRecord
+from services.domain.skan.macros import postback_id, postback_values, render
 
 
 def skan_jobs(network: str, decoded: Mapping[str, Any], settings: Mapping[str, Any]) -> list[dict[str, Any]]:

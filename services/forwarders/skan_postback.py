@@ -23,7 +23,7 @@ from shared.forwarding.model import (
 )
 from shared.networks.spec import Closed, Feed, NetworkSpec, NoCredentials
 
-# {placeholders} the fanout fills in (services/skan/macros.py); an URL must be http(s).
+# {placeholders} the fanout fills in (services/domain/skan/macros.py); an URL must be http(s).
 URL_TEMPLATE = r"^https?://\S+$"
 
 

@@ -16,12 +16,12 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from services.domain.skan.postback_input import SourceRateLimiter, parse_postback, transaction_key
 from services.gateway import openapi as docs
 from services.gateway import revenuecat
 from services.gateway.click_input import click_record
 from services.gateway.event_input import event_field_prefix, parse_events, raw_event_record
 from services.gateway.store import GatewayStore, KeyOwner, LinkTarget
-from services.skan.postback_input import SourceRateLimiter, parse_postback, transaction_key
 from shared.avro import AvroCodec
 from shared.crypto import secrets_equal
 from shared.errors import InputError

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from services.attribution.matching import (
+from services.domain.matching import (
     click_id_types,
     click_ids_in,
     device_fingerprint,

@@ -41,10 +41,6 @@ from shared.web import MAX_JSON_DEPTH, check_json_depth, nests_deeper
 # Far-future and ancient timestamps are client bugs; the networks reject them anyway.
 MAX_FUTURE_MS = 24 * 3600 * 1000
 MIN_EVENT_TIME_MS = 1_262_304_000_000  # 2010-01-01
-# Revenue is forwarded to the networks as sent: an amount beyond the app's bound (`apps.max_revenue_amount`,
-# this by default) is a client bug or an attack on the advertiser's reporting, not a sale.
-DEFAULT_MAX_REVENUE_AMOUNT = 1_000_000.0
-MAX_REVENUE_BOUND = 1e12  # the largest bound an app may set
 DEFAULT_MAX_BATCH = 500  # APPREFER_GATEWAY_MAX_BATCH's default
 
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]

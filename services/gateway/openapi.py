@@ -13,9 +13,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from services.domain.skan.postback_input import ENRICHMENT_KEYS, MAX_FINE_VALUE, MAX_SEQUENCE_INDEX
 from services.gateway.click_input import KNOWN_PARAMS, MAX_VALUE_LEN
 from services.gateway.event_input import EventBatchIn, EventIn
-from services.skan.postback_input import ENRICHMENT_KEYS, MAX_FINE_VALUE, MAX_SEQUENCE_INDEX
 from shared.networks.registry import registry
 from shared.openapi import RETRY_AFTER, Answer, DocumentSpec, ErrorOut, InputErrorOut, Operation
 from shared.web import MAX_JSON_DEPTH

@@ -32,10 +32,9 @@ from typing import Any
 
 import orjson
 
+from services.domain.revenue import DEFAULT_MAX_REVENUE_AMOUNT, MAX_REVENUE_BOUND
 from services.gateway.event_input import (
-    DEFAULT_MAX_REVENUE_AMOUNT,
     MAX_FUTURE_MS,
-    MAX_REVENUE_BOUND,
     MIN_EVENT_TIME_MS,
     check_revenue_amount,
 )

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import unquote, unquote_plus
 
-from services.attribution.matching import peel_install_referrer
+from services.domain.matching import peel_install_referrer
 from services.privacy.user_data import (
     normalise_date_of_birth,
     normalise_email,

@@ -19,8 +19,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.catalog import consumer_topics
-from services.skan import decode
-from services.skan.postback_input import summary, transaction_key
+from services.domain.skan import decode
+from services.domain.skan.postback_input import summary, transaction_key
 from services.skan.verify import verify_postback
 from shared.avro import AvroCodec
 from shared.db.models import App, SkanConversionSchema, SkanPostback

@@ -21,8 +21,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.domain.skan.postback_input import parse_postback, transaction_key
 from services.skan.consumer import SERVICE, TOPICS, SkanHandler
-from services.skan.postback_input import parse_postback, transaction_key
 from shared.avro import codec
 from shared.db.models import App, SkanConversionSchema, SkanPostback
 from shared.db.session import make_engine, make_sessionmaker

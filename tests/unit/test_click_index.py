@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from services.attribution.matching import (
+from services.domain.matching import (
     AttributionRules,
     Click,
     ClickIndex,

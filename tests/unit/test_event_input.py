@@ -10,12 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from services.gateway.event_input import (
-    DEFAULT_MAX_REVENUE_AMOUNT,
-    parse_event_time,
-    parse_events,
-    raw_event_record,
-)
+from services.domain.revenue import DEFAULT_MAX_REVENUE_AMOUNT
+from services.gateway.event_input import parse_event_time, parse_events, raw_event_record
 from shared.avro import codec
 from shared.errors import InputError
 from shared.web import MAX_JSON_DEPTH, check_json_depth

@@ -6,7 +6,7 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from services.attribution.matching import (
+from services.domain.matching import (
     CLOCK_SKEW,
     ORGANIC,
     Attribution,

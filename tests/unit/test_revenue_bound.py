@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.admin.api.apps import AppIn
-from services.gateway.event_input import DEFAULT_MAX_REVENUE_AMOUNT, MAX_REVENUE_BOUND
+from services.domain.revenue import DEFAULT_MAX_REVENUE_AMOUNT, MAX_REVENUE_BOUND
 from services.gateway.revenuecat import raw_event, webhook_event
 from shared.db.models import App
 from shared.errors import InputError

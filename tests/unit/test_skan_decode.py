@@ -1,4 +1,4 @@
-"""services.skan.decode: conversion schemas, schema choice by install time, postbacks into records."""
+"""services.domain.skan.decode: conversion schemas, schema choice by install time, postbacks into records."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from services.skan.decode import (
+from services.domain.skan.decode import (
     ATTRIBUTION_SOURCE,
     SIMULATED_TEST_APP_SCHEMAS,
     ConversionSchema,

@@ -1,4 +1,4 @@
-"""services.skan.postback_input: the body and query of POST /v1/skan/postbacks into a postback (or a 400)."""
+"""services.domain.skan.postback_input: the body and query of POST /v1/skan/postbacks into a postback (or a 400)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from services.skan.postback_input import (
+from services.domain.skan.postback_input import (
     APPLE_FIELDS,
     ENRICHMENT_KEYS,
     enrichment,

@@ -1,4 +1,4 @@
-"""services.skan.macros: decoded postbacks to ad networks, and the guide's simulated test apps end to end."""
+"""services.domain.skan.macros: decoded postbacks to ad networks, and the guide's simulated test apps end to end."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import pytest
 
-from services.skan.decode import (
+from services.domain.skan.decode import (
     SIMULATED_TEST_APP_SCHEMAS,
     DecodedRecord,
     decode,
@@ -20,8 +20,8 @@ from services.skan.decode import (
     parse_schema,
     schema_in_force,
 )
-from services.skan.macros import ATTRIBUTION_SOURCE_MACRO, MACROS, postback_id, postback_values, render
-from services.skan.postback_input import parse_postback, transaction_key
+from services.domain.skan.macros import ATTRIBUTION_SOURCE_MACRO, MACROS, postback_id, postback_values, render
+from services.domain.skan.postback_input import parse_postback, transaction_key
 
 RECEIVED_MS = 1_596_530_000_123  # 2020-08-04T08:33:20.123Z
 TID = "68eb3d91-15f5-44ee-9267-25c7655c20b6"

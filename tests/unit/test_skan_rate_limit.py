@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.skan.postback_input import SUMMARY_FIELDS, SourceRateLimiter, summary
+from services.domain.skan.postback_input import SUMMARY_FIELDS, SourceRateLimiter, summary
 
 
 class FakeClock:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, BeforeValidator, Field, field_validator
 from services.admin.guard import AdminContext, Body
 from services.admin.openapi import operation
 from services.admin.stores.apps import Conflict
-from services.gateway.event_input import DEFAULT_MAX_REVENUE_AMOUNT, MAX_REVENUE_BOUND
+from services.domain.revenue import DEFAULT_MAX_REVENUE_AMOUNT, MAX_REVENUE_BOUND
 from shared.openapi import Answer, documented
 from shared.settings import MAX_LOOKBACK_DAYS, MAX_REATTRIBUTION_DAYS
 from shared.web import error_response, json_response, model_body, storable_text

@@ -15,7 +15,7 @@ from shared.web import error_response, json_object_body, json_response
 
 
 class SkanSchemaIn(BaseModel):
-    """A SKAN conversion schema (docs/skan.md), checked by services/skan/decode.py parse_schema: keys of another
+    """A SKAN conversion schema (docs/skan.md), checked by services/domain/skan/decode.py parse_schema: keys of another
     mode, or unknown keys, are a 400 invalid_schema naming the key."""
 
     schema_id: str = Field(min_length=1, max_length=100)

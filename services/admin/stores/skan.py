@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import select
 
 from services.admin.stores.base import StoreBase
-from services.skan import decode
-from services.skan.postback_input import enrichment
+from services.domain.skan import decode
+from services.domain.skan.postback_input import enrichment
 from shared.db.models import (
     SkanConversionSchema,
     SkanPostback,
@@ -49,8 +49,8 @@ class SkanStore(StoreBase):
 
     def skan_schemas(self, app_id: str, at_ms: int | None = None) -> list[dict[str, Any]]:
         """Every stored schema of the app, newest valid_from first, each saying whether it is the one in force at
-        `at_ms` (now): the latest valid_from at or before it, as services/skan/decode.schema_in_force picks (a tie
-        goes to the later stored). NotFound for an unknown app."""
+        `at_ms` (now): the latest valid_from at or before it, as services/domain/skan/decode.py schema_in_force
+        picks (a tie goes to the later stored). NotFound for an unknown app."""
         at_ms = now_ms() if at_ms is None else at_ms
         with self._sessions() as session:
             self._require_app(session, app_id)

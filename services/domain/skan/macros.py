@@ -17,8 +17,8 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
-from services.skan.decode import DecodedRecord, estimated_install_time
-from services.skan.postback_input import flag, postback_timestamp_ms, source_identifier
+from services.domain.skan.decode import DecodedRecord, estimated_install_time
+from services.domain.skan.postback_input import flag, postback_timestamp_ms, source_identifier
 
 __all__ = [
     "ATTRIBUTION_SOURCE_MACRO",

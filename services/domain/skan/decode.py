@@ -33,7 +33,7 @@ from typing import Any, Literal, cast
 
 import orjson
 
-from services.skan.postback_input import (
+from services.domain.skan.postback_input import (
     COARSE_VALUES,
     MAX_FINE_VALUE,
     MAX_SEQUENCE_INDEX,
