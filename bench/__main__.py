@@ -1,7 +1,7 @@
 """`python -m bench` (what `make bench` runs): every benchmark, a table, and bench/results.json.
 
-Options: `--only skan,gateway,e2e,forward,report` runs a subset; `--no-profile` skips the py-spy windows; `--quick`
-shortens every window (for trying the harness, not for numbers).
+Options: `--only skan,gateway,e2e,forward,report,dashboard` runs a subset; `--no-profile` skips the py-spy
+windows; `--quick` shortens every window (for trying the harness, not for numbers).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bench.dashboard_bench import DashboardDurations, run_dashboard_bench
 from bench.e2e_bench import E2EDurations, run_e2e_bench
 from bench.forward_bench import ForwardDurations, run_forward_bench
 from bench.gateway_bench import GatewayDurations, run_gateway_bench
@@ -42,6 +43,7 @@ TARGETS: tuple[tuple[str, float | None, bool], ...] = (
     ("report_p95_ms", 200.0, False),
     ("report_30d_p95_ms", None, False),
     ("report_90d_p95_ms", None, False),
+    ("dashboard_p95_ms", 300.0, False),
 )
 
 
@@ -106,7 +108,7 @@ def background_during(details: dict[str, Any]) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--only", default="skan,gateway,e2e,forward,report")
+    parser.add_argument("--only", default="skan,gateway,e2e,forward,report,dashboard")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--quiet-wait", type=float, default=30.0,
@@ -125,12 +127,13 @@ def main() -> None:
     log(f"measuring the sources with digest {code_at_start} on {machine_info()['nproc']} cores")
 
     gateway_durations, e2e_durations, forward_durations = GatewayDurations(), E2EDurations(), ForwardDurations()
-    report_durations = ReportDurations()
+    report_durations, dashboard_durations = ReportDurations(), DashboardDurations()
     if args.quick:
         gateway_durations = GatewayDurations(measure=3, warmup=1, half_load=3, batch=3, profile=3)
         e2e_durations = E2EDurations(warmup=3, probe=8, skip=2, steady_measured=8, profile=3, drain_timeout=30)
         forward_durations = ForwardDurations(warmup=3, skip=2, measured=8, isolation=12, drain_timeout=30)
         report_durations = ReportDurations(rounds=5, warmup=1, case_budget_s=2.0)
+        dashboard_durations = DashboardDurations(rounds=5, warmup=1, case_budget_s=2.0)
 
     results: dict[str, Any] = {}
     details: dict[str, Any] = {}
@@ -142,7 +145,7 @@ def main() -> None:
         skan_results = skan(log, 2.0 if args.quick else 4.0)
         details["skan"] = skan_results.pop("details")
         results.update(skan_results)
-    if chosen & {"gateway", "e2e", "forward", "report"}:
+    if chosen & {"gateway", "e2e", "forward", "report", "dashboard"}:
         with postgres_server() as pg:
             meter.label(postmaster_pid(pg), "postgres")
             parts: list[tuple[str, Callable[[], dict[str, Any]]]] = [
@@ -150,6 +153,7 @@ def main() -> None:
                 ("e2e", lambda: run_e2e_bench(pg.url, meter, e2e_durations, profile, log)),
                 ("forward", lambda: run_forward_bench(pg.url, meter, forward_durations, log)),
                 ("report", lambda: run_report_bench(pg.url, meter, report_durations, log)),
+                ("dashboard", lambda: run_dashboard_bench(pg.url, meter, dashboard_durations, log)),
             ]
             for name, run in parts:
                 if name in chosen:

@@ -16,6 +16,7 @@ from shared.kafka.topics import (
     forward_topic,
 )
 from shared.networks.registry import registry
+from shared.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,34 @@ def services() -> tuple[Service, ...]:
 
 def by_command(command: tuple[str, ...]) -> Service:
     return next(service for service in services() if service.command == command)
+
+
+# `apprefer dev` runs every service on one host: the gateway on APPREFER_GATEWAY_PORT, the admin service on
+# APPREFER_ADMIN_PORT, and each consumer's /healthz, /readyz and /metrics on the gateway's port plus the consumer's
+# place in services(): after the gateway and the admin service (whose default port, 8081, is the gateway's plus one).
+CONSUMER_PORTS_FROM = 2
+
+
+def dev_health_ports(gateway_port: int) -> dict[Service, int]:
+    """The port of each consumer's health server under `apprefer dev` (its APPREFER_METRICS_PORT)."""
+    return {service: gateway_port + index
+            for index, service in enumerate(services()) if index >= CONSUMER_PORTS_FROM}
+
+
+def default_health_targets(settings: Settings) -> dict[str, str]:
+    """Each service's base URL (/readyz, /metrics) by name where `apprefer dev` puts it on this host: what the
+    dashboard's Health page asks when APPREFER_HEALTH_TARGETS is unset."""
+    targets = {GATEWAY.name: _base_url(settings.gateway_host, settings.gateway_port),
+               ADMIN.name: _base_url(settings.admin_host, settings.admin_port)}
+    targets.update({service.name: _base_url("127.0.0.1", port)  # shared/health.py listens there
+                    for service, port in dev_health_ports(settings.gateway_port).items()})
+    return targets
+
+
+def _base_url(host: str, port: int) -> str:
+    """A listening address as a URL to reach it from this host: a wildcard address is reached on loopback."""
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def run(service: Service, settings: object) -> None:

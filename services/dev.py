@@ -24,7 +24,7 @@ from types import FrameType
 
 from pydantic import SecretStr
 
-from services.catalog import ADMIN, GATEWAY, Service, services
+from services.catalog import CONSUMER_PORTS_FROM, GATEWAY, Service, dev_health_ports, services
 from services.dev_drain import backlog
 from services.dev_supervisor import CRASH_WINDOW_SECONDS, CRASHES_ALLOWED, RESTART_BACKOFF_SECONDS, Child
 from services.dev_supervisor import stop as supervisor_stop
@@ -126,8 +126,8 @@ def _say(message: str) -> None:
 def _ports(settings: Settings, embedded_broker: bool, fake_networks: bool) -> list[tuple[int, str]]:
     """Every port `apprefer dev` listens on, with the variable that moves it."""
     ports = [(settings.gateway_port, "APPREFER_GATEWAY_PORT"), (settings.admin_port, "APPREFER_ADMIN_PORT")]
-    ports += [(settings.gateway_port + i, f"APPREFER_GATEWAY_PORT (consumer health ports follow it: +{i})")
-              for i in range(CONSUMER_PORTS_FROM, len(services()))]
+    ports += [(port, f"APPREFER_GATEWAY_PORT (consumer health ports follow it: +{port - settings.gateway_port})")
+              for port in dev_health_ports(settings.gateway_port).values()]
     if embedded_broker:
         ports.append((settings.dev_broker_port, "APPREFER_DEV_BROKER_PORT"))
     if fake_networks:
@@ -216,15 +216,17 @@ def _run_dev(settings: Settings, fake_networks: bool, drain_seconds: float) -> i
             _say(f"the last run left {left} conversion{'s' if left != 1 else ''} audited `retrying`; the bundled "
                  "broker keeps topics in memory, so their retries are gone: send those events again "
                  "(GET /admin/v1/audit?status=retrying lists them)")
-        for index, service in enumerate(services()):
+        health_ports = dev_health_ports(settings.gateway_port)
+        for service in services():
             child_env = env
-            if service not in (GATEWAY, ADMIN):  # consumers: /healthz, /readyz, /metrics on the next ports
-                child_env = {**env, "APPREFER_METRICS_PORT": str(settings.gateway_port + index)}
+            if service in health_ports:  # consumers: /healthz, /readyz, /metrics on the next ports
+                child_env = {**env, "APPREFER_METRICS_PORT": str(health_ports[service])}
             children[service] = Child(" ".join(service.command),
                                       [sys.executable, "-m", "services.cli", "run", *service.command], child_env)
             children[service].start()
         gateway = f"http://{settings.gateway_host}:{settings.gateway_port}"
-        _say(f"gateway {gateway}  admin http://{settings.admin_host}:{settings.admin_port}  broker {bootstrap}  "
+        admin = f"http://{settings.admin_host}:{settings.admin_port}"
+        _say(f"gateway {gateway}  dashboard {admin}/ (admin API {admin}/admin/v1)  broker {bootstrap}  "
              f"database {settings.effective_database_url}")
         _say(f"consumers serve /readyz and /metrics on ports {settings.gateway_port + CONSUMER_PORTS_FROM}-"
              f"{settings.gateway_port + len(children) - 1}")
@@ -239,9 +241,6 @@ def _run_dev(settings: Settings, fake_networks: bool, drain_seconds: float) -> i
 
 
 FAKES_PORT_OFFSET = 20
-# The consumers' health ports are the gateway's port plus their place in the catalog: after the gateway and the
-# admin service (whose default port, APPREFER_ADMIN_PORT 8081, is the gateway's plus one).
-CONSUMER_PORTS_FROM = 2
 
 
 def _start_fakes(first_port: int) -> tuple[Child, dict[str, str], dict[str, str]]:

@@ -66,9 +66,10 @@ def run_consumer(settings: Settings, *, service: str, group_id: str, topics: Seq
         if engine is not None:
             checks["database"] = lambda: _ping(engine)
         try:
-            serve_health(settings.metrics_port, checks)
+            serve_health(settings.metrics_port, checks, settings.metrics_host)
         except OSError as exc:  # a taken port must not stop the consumer itself
-            log.error("health endpoint not started", extra={"port": settings.metrics_port, "error": str(exc)})
+            log.error("health endpoint not started", extra={"host": settings.metrics_host,
+                                                            "port": settings.metrics_port, "error": str(exc)})
     settle_heap()
     runner.run(stop_on_signals())
 

@@ -7,9 +7,11 @@ never look at `os.environ` themselves.
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
@@ -62,6 +64,9 @@ class Settings(BaseSettings):
     admin_host: str = Field("127.0.0.1", alias="APPREFER_ADMIN_HOST")
     admin_port: int = Field(8081, alias="APPREFER_ADMIN_PORT")
     admin_max_body_bytes: int = Field(1_048_576, alias="APPREFER_ADMIN_MAX_BODY_BYTES")
+    # The dashboard the admin service serves at /: a sign-in lasts this many hours (at most 30 days), then the
+    # admin token is asked again. Sessions are stored in the database: restarts and replicas keep them.
+    dashboard_session_hours: float = Field(12.0, alias="APPREFER_DASHBOARD_SESSION_HOURS", gt=0, le=720)
     gateway_max_body_bytes: int = Field(1_048_576, alias="APPREFER_GATEWAY_MAX_BODY_BYTES")
     gateway_max_batch: int = Field(500, alias="APPREFER_GATEWAY_MAX_BATCH")
     # Slow clients: a request's head (request line and headers) must be complete this many seconds after
@@ -111,8 +116,14 @@ class Settings(BaseSettings):
     prune_interval_seconds: float = Field(3600.0, alias="APPREFER_PRUNE_INTERVAL_SECONDS", ge=0)
     prune_batch_rows: int = Field(5000, alias="APPREFER_PRUNE_BATCH_ROWS", ge=1)
 
-    # Consumers expose /metrics on this port when set (0 = off).
+    # Consumers expose /healthz, /readyz and /metrics on this port when set (0 = off), on this address: loopback
+    # by default; 0.0.0.0 in a container, where probes and Prometheus come from outside it.
     metrics_port: int = Field(0, alias="APPREFER_METRICS_PORT")
+    metrics_host: str = Field("127.0.0.1", alias="APPREFER_METRICS_HOST", min_length=1)
+    # Where the dashboard's Health page asks each service for /readyz and /metrics: comma-separated name=url
+    # (gateway=http://10.0.0.5:8080,attribution=http://10.0.0.6:9100). Set: exactly those services. Unset: every
+    # service where `apprefer dev` puts it on this host (services/catalog.py, default_health_targets).
+    health_targets: str = Field("", alias="APPREFER_HEALTH_TARGETS")
     log_level: str = Field("INFO", alias="APPREFER_LOG_LEVEL")
 
     @classmethod
@@ -168,6 +179,17 @@ class Settings(BaseSettings):
             raise ValueError("APPREFER_RETRY_DELAYS needs at least one non-negative delay")
         return value
 
+    @field_validator("health_targets")
+    @classmethod
+    def _health_targets(cls, value: str) -> str:
+        parse_health_targets(value)
+        return value
+
+    @property
+    def health_target_urls(self) -> dict[str, str]:
+        """APPREFER_HEALTH_TARGETS by service name (empty when unset: see default_health_targets)."""
+        return parse_health_targets(self.health_targets)
+
     @property
     def gateway_max_record_bytes(self) -> int:
         """The largest record the gateway produces: the record limit less the margin."""
@@ -221,6 +243,32 @@ class _NetworkUrls(PydanticBaseSettingsSource):
                 for spec in registry().networks for kind in ("BASE", "TOKEN")
                 if (variable := f"{spec.env_prefix}{kind}_URL") in os.environ}
         return {"network_urls": urls} if urls else {}
+
+
+_TARGET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def parse_health_targets(value: str) -> dict[str, str]:
+    """`name=url,name=url` as {name: url without a trailing /}; ValueError naming the entry that is not one."""
+    targets: dict[str, str] = {}
+    for entry in (e.strip() for e in value.split(",")):
+        if not entry:
+            continue
+        name, equals, url = (part.strip() for part in entry.partition("="))
+        where = f"APPREFER_HEALTH_TARGETS entry {entry!r}"
+        if not equals or not _TARGET_NAME.fullmatch(name):
+            raise ValueError(f"{where} is not name=url (e.g. gateway=http://127.0.0.1:8080)")
+        parts = urlsplit(url)
+        try:
+            parts.port  # noqa: B018 (ValueError for a port that is not a number or out of range)
+        except ValueError:
+            raise ValueError(f"{where}: the port of {url!r} is not a port number") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(f"{where}: {url!r} is not an http:// or https:// base URL")
+        if name in targets:
+            raise ValueError(f"{where}: {name!r} is given twice")
+        targets[name] = url.rstrip("/")
+    return targets
 
 
 class ConfigError(RuntimeError):

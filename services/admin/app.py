@@ -1,5 +1,6 @@
-"""The admin service's web application: the /admin/v1 API behind the admin token, health, metrics and its
-OpenAPI document. It is not the gateway: it listens on its own port (APPREFER_ADMIN_PORT), off the internet."""
+"""The admin service's web application: the /admin/v1 API behind the admin token, the dashboard at / (signed in
+with the same token, services/admin/dashboard/), health, metrics and its OpenAPI document. It is not the gateway:
+it listens on its own port (APPREFER_ADMIN_PORT), off the internet."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from services.admin.dashboard import add_dashboard
 from services.admin.guard import ADMIN_PREFIX, AdminContext, ConnectionTester, DeadLetterLister
 from services.admin.openapi import SPEC as OPENAPI_SPEC
 from services.admin.routes import admin_routes
 from services.admin.store import AdminStore
 from shared.openapi import HEALTHZ, METRICS, OPENAPI, build_document, documented, readiness_operation
+from shared.settings import Settings
 from shared.web import answers_counted, json_response
 
 Readiness = Callable[[], Awaitable[None]]
@@ -27,7 +30,7 @@ def documents(path: str) -> bool:
 
 def build_app(store: AdminStore, *, admin_token: str | None, public_base_url: str, max_body_bytes: int,
               readiness: Readiness | None = None, connection_tester: ConnectionTester | None = None,
-              dead_letters: DeadLetterLister | None = None) -> web.Application:
+              dead_letters: DeadLetterLister | None = None, settings: Settings | None = None) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes, middlewares=[answers_counted("admin service")])
 
     @documented(HEALTHZ)
@@ -61,6 +64,7 @@ def build_app(store: AdminStore, *, admin_token: str | None, public_base_url: st
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
-    app.router.add_routes(admin_routes(AdminContext(store, admin_token, public_base_url, connection_tester,
-                                                    dead_letters)))
+    ctx = AdminContext(store, admin_token, public_base_url, connection_tester, dead_letters)
+    app.router.add_routes(admin_routes(ctx))
+    add_dashboard(app, ctx, settings)  # `settings`: the sessions' length, and the services the health page asks
     return app

@@ -43,7 +43,7 @@ def run(settings: Settings) -> None:
     app = build_app(store, admin_token=settings.admin_token.get_secret_value() if settings.admin_token else None,
                     public_base_url=settings.effective_public_base_url,
                     max_body_bytes=settings.admin_max_body_bytes, readiness=readiness,
-                    connection_tester=tester, dead_letters=dead_letters)
+                    connection_tester=tester, dead_letters=dead_letters, settings=settings)
 
     async def close(_app: web.Application) -> None:
         for session in sessions:

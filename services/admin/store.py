@@ -6,11 +6,14 @@ from __future__ import annotations
 from services.admin.stores.admin_events import AdminEventsStore
 from services.admin.stores.apps import AppsStore
 from services.admin.stores.audit import AuditStore
+from services.admin.stores.dashboard_sessions import DashboardSessionsStore
 from services.admin.stores.integrations import IntegrationsStore
 from services.admin.stores.privacy import PrivacyStore
 from services.admin.stores.reports import ReportsStore
 from services.admin.stores.skan import SkanStore
 
 
-class AdminStore(AppsStore, IntegrationsStore, SkanStore, AuditStore, PrivacyStore, AdminEventsStore, ReportsStore):
-    """Apps, keys, links, integrations, SKAN schemas and postbacks, audit, attribution, erasure."""
+class AdminStore(AppsStore, IntegrationsStore, SkanStore, AuditStore, PrivacyStore, AdminEventsStore, ReportsStore,
+                 DashboardSessionsStore):
+    """Apps, keys, links, integrations, SKAN schemas and postbacks, audit, attribution, erasure, and the
+    dashboard's sessions."""

@@ -116,7 +116,9 @@ class EventIn(TypedDict):
 
     event_id: Id
     event_name: Id
-    event_time: Annotated[str | int | float, BeforeValidator(_time_type)]
+    event_time: Annotated[str | int | float, BeforeValidator(_time_type), Field(
+        description="RFC 3339 with an offset, or epoch seconds / milliseconds (told apart by magnitude), as a "
+                    "number or a numeric string; between 2010-01-01 and one day ahead of the gateway's clock")]
     device: DeviceIn
     referrer: NotRequired[ReferrerIn | None]
     user: NotRequired[Annotated[dict[str, Any] | None, WithJsonSchema(user_json_schema())]]

@@ -288,3 +288,18 @@ class AdminEvent(Base):
     app_id: Mapped[str | None] = mapped_column(String(40))
     status: Mapped[int] = mapped_column(Integer)
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class DashboardSession(Base):
+    """A dashboard sign-in (services/admin/dashboard/sessions.py). The cookie holds the session's secret; only its
+    SHA-256 is stored, so a copy of this table signs nobody in. `token_id` is the admin token's id at sign-in: a
+    changed APPREFER_ADMIN_TOKEN ends every session of the old one. Sign-out deletes the row."""
+
+    __tablename__ = "dashboard_sessions"
+    __table_args__ = (Index("ix_dashboard_sessions_expires", "expires_at_ms"),)
+
+    secret_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 hex of the cookie's secret
+    token_id: Mapped[str] = mapped_column(String(32))
+    csrf_token: Mapped[str] = mapped_column(String(64))  # every form of the session carries it
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    expires_at_ms: Mapped[int] = mapped_column(BigInteger)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import http.client
 import json
 import os
@@ -88,6 +89,18 @@ def service_env(bootstrap: str, database_url: str, **extra: str) -> dict[str, st
     return env
 
 
+_STARTED: list[subprocess.Popen[bytes]] = []
+
+
+@atexit.register
+def _end_leftovers() -> None:
+    """No service outlives the test run: one a failed fixture or test left running is killed when pytest (or its
+    xdist worker) exits."""
+    for process in _STARTED:
+        if process.poll() is None:
+            process.kill()
+
+
 class ServiceProcess:
     """`apprefer run <service>` (or any apprefer command) as a child process, output to a log file."""
 
@@ -102,6 +115,8 @@ class ServiceProcess:
         self.process = subprocess.Popen([sys.executable, "-m", "services.cli", *self.args], env=self.env,
                                         stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         log.close()
+        _STARTED[:] = [process for process in _STARTED if process.poll() is None]
+        _STARTED.append(self.process)
         return self
 
     def kill(self) -> None:
@@ -178,9 +193,14 @@ def start_edge(env: dict[str, str], log_dir: Path) -> Edge:
     gateway = ServiceProcess(["run", "gateway"], {**env, "APPREFER_GATEWAY_PORT": str(gateway_port)}, log_dir).start()
     admin = ServiceProcess(["run", "admin"], {**env, "APPREFER_ADMIN_PORT": str(admin_port),
                                               "APPREFER_PUBLIC_BASE_URL": base}, log_dir).start()
-    wait_until(lambda: _ready(base, gateway), timeout=30, what="gateway /readyz")
-    wait_until(lambda: _ready(admin_base, admin), timeout=30, what="admin /readyz")
-    return Edge(gateway, admin, base, admin_base)
+    edge = Edge(gateway, admin, base, admin_base)
+    try:
+        wait_until(lambda: _ready(base, gateway), timeout=30, what="gateway /readyz")
+        wait_until(lambda: _ready(admin_base, admin), timeout=30, what="admin /readyz")
+    except BaseException:
+        edge.terminate()  # one that did not come up must not leave the other running after the test
+        raise
+    return edge
 
 
 def _ready(base: str, process: ServiceProcess) -> bool:

@@ -5,12 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
+from services.admin.stores.audit import audit_json
 from services.admin.stores.base import StoreBase
 from services.domain.skan import decode
+from services.domain.skan.macros import postback_id
 from services.domain.skan.postback_input import enrichment
 from shared.db.models import (
+    AuditEntry,
     SkanConversionSchema,
     SkanPostback,
 )
@@ -22,6 +25,11 @@ def rfc3339_ms(epoch_ms: int) -> str:
     """2024-01-01T00:00:00Z, or with milliseconds when it has some."""
     moment = datetime.fromtimestamp(epoch_ms / 1000, UTC)
     return moment.isoformat(timespec="milliseconds" if epoch_ms % 1000 else "seconds").replace("+00:00", "Z")
+
+
+# Where a page of an app's postbacks ends: (received_at_ms, transaction_id, sequence_index), newest first.
+PostbackPosition = tuple[int, str, int]
+MAX_SENT_IDS = 1000  # postback ids looked up in the audit per postback (a record's event count is bounded by it)
 
 
 def schema_json(row: SkanConversionSchema, in_force: bool) -> dict[str, Any]:
@@ -89,3 +97,56 @@ class SkanStore(StoreBase):
         } for r in rows]
         return {**shown[0], "postbacks": shown}
 
+
+    def skan_postback_page(self, app_id: str, limit: int, before: PostbackPosition | None = None
+                           ) -> tuple[list[dict[str, Any]], PostbackPosition | None]:
+        """Up to `limit` of the app's postbacks, newest received first, older than `before` when given (read from
+        ix_skan_postbacks_app_received); and the position to continue before (None on the last page). NotFound for
+        an unknown app."""
+        query = select(SkanPostback).where(SkanPostback.app_id == app_id)
+        if before is not None:
+            at, transaction_id, sequence_index = before
+            query = query.where(or_(
+                SkanPostback.received_at_ms < at,
+                and_(SkanPostback.received_at_ms == at, SkanPostback.transaction_id < transaction_id),
+                and_(SkanPostback.received_at_ms == at, SkanPostback.transaction_id == transaction_id,
+                     SkanPostback.sequence_index < sequence_index)))
+        query = query.order_by(SkanPostback.received_at_ms.desc(), SkanPostback.transaction_id.desc(),
+                               SkanPostback.sequence_index.desc()).limit(limit + 1)
+        with self._sessions() as session:
+            self._require_app(session, app_id)
+            rows = list(session.scalars(query))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        shown = [{"transaction_id": r.transaction_id, "postback_sequence_index": r.sequence_index,
+                  "ad_network_id": r.ad_network_id, "version": r.version, "signature": r.signature,
+                  "did_win": r.did_win, "counted_as_install": r.counted_as_install,
+                  "conversion_value": r.conversion_value, "coarse_conversion_value": r.coarse_conversion_value,
+                  "records": len(r.records or []), "duplicates": r.duplicates, "received_at_ms": r.received_at_ms}
+                 for r in rows]
+        last = rows[-1] if more else None
+        return shown, (last.received_at_ms, last.transaction_id, last.sequence_index) if last else None
+
+    def skan_postbacks_sent(self, app_id: str, transaction_id: str) -> list[dict[str, Any]]:
+        """The audit records of the postbacks forwarded to ad networks for this transaction: the fanout gives each
+        decoded record occurrence a postback id (services/fanout/skan_routing.py: an event record once per `count`,
+        at least once; an install or redownload once), which the skan_postback forwarder audits as the event id."""
+        with self._sessions() as session:
+            rows = list(session.scalars(
+                select(SkanPostback).where(SkanPostback.transaction_id == transaction_id,
+                                           SkanPostback.app_id == app_id)))
+            ids: list[str] = []
+            for row in rows:
+                index = 0
+                for record in row.records or []:
+                    kind = record.get("kind") if isinstance(record, dict) else None
+                    occurrences = max(int(record.get("count") or 0), 1) if kind == "event" else 1
+                    for _ in range(occurrences):
+                        if len(ids) < MAX_SENT_IDS:
+                            ids.append(postback_id(row.transaction_id, row.sequence_index, index))
+                        index += 1
+            if not ids:
+                return []
+            audits = session.scalars(select(AuditEntry).where(AuditEntry.event_id.in_(ids), AuditEntry.app_id == app_id)
+                                     .order_by(AuditEntry.id.desc()).limit(MAX_SENT_IDS))
+            return [audit_json(a) for a in audits]

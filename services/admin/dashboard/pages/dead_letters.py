@@ -1,0 +1,118 @@
+"""Dead letters: the admin API's listing (a bounded window per partition, newest first, `next` to read further back)
+with its filters, then the ones selected dry-run (what a replay would publish) and replayed, through the same
+desk as the API and `apprefer dlq replay` (shared/kafka/dlq.py): published to their source topics, audited
+`retrying`, recorded so a second replay skips them. The result links to the audit of each event replayed."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aiohttp import web
+
+from services.admin.api.dlq import BadParameter, letter_filter, topics_of
+from services.admin.dashboard.site import Dashboard, Form, form_of, same_as_api
+from shared.kafka.dlq import (
+    DEFAULT_WINDOW,
+    BrokerUnreachable,
+    DeadLetterReadError,
+    DlqFilter,
+    ReplayRunning,
+    dead_letter_topics,
+)
+from shared.kafka.producer import DeliveryFailed
+from shared.networks.registry import registry
+
+PAGE_SIZE = 50
+MAX_SELECTED = 1000
+FILTERS = ("network", "app_id", "event_id", "error", "since", "until")
+_POSITION = re.compile(r"(?P<topic>[A-Za-z0-9._-]{1,249}):(?P<partition>\d{1,10}):(?P<offset>\d{1,19})")
+
+
+def selected(form: Form) -> tuple[list[str], str | None]:
+    """The positions ticked (topic:partition:offset of a dead-letter topic), or why they cannot be replayed."""
+    positions = [value for value in form.getall("position", []) if isinstance(value, str)]
+    if not positions:
+        return [], "select at least one dead letter"
+    if len(positions) > MAX_SELECTED:
+        return [], f"select at most {MAX_SELECTED} dead letters at once"
+    known = set(dead_letter_topics())
+    for position in positions:
+        match = _POSITION.fullmatch(position)
+        if match is None or match["topic"] not in known:
+            return [], f"{position[:300]} is not a dead letter's position"
+    return list(dict.fromkeys(positions)), None
+
+
+def add_routes(routes: web.RouteTableDef, dash: Dashboard) -> None:
+
+    def letters_context(values: dict[str, str]) -> dict[str, Any]:
+        return {"values": values, "networks": [(name, name) for name in registry().names], "letters": [],
+                "next": None, "errors": {}, "unavailable": None, "result": None, "first_page": True}
+
+    @routes.get("/dead-letters")
+    @dash.page
+    async def dead_letters(request: web.Request) -> web.StreamResponse:
+        values = {name: request.query.get(name, "").strip() for name in FILTERS}
+        context = letters_context(values)
+        context["first_page"] = not request.query.get("cursor")
+        desk = dash.desk
+        if desk is None:
+            context["unavailable"] = "dead letters are not configured in this admin service"
+            return dash.render(request, "dead_letters.html", context, status=503)
+        try:
+            topics = topics_of(values["network"] or None, None)
+            wanted = letter_filter(values)
+        except BadParameter as exc:
+            context["errors"] = {exc.name: str(exc)}
+            return dash.render(request, "dead_letters.html", context, status=400)
+        cursor = request.query.get("cursor") or None
+        try:
+            page = await dash.ctx.call(lambda: desk.page(topics, wanted, limit=PAGE_SIZE, window=DEFAULT_WINDOW,
+                                                         cursor=cursor))
+        except ValueError as exc:  # a cursor of other filters
+            context["errors"] = {"cursor": str(exc)}
+            return dash.render(request, "dead_letters.html", context, status=400)
+        except (BrokerUnreachable, DeadLetterReadError) as exc:
+            context["unavailable"] = str(exc)
+            return dash.render(request, "dead_letters.html", context, status=503)
+        context["letters"] = [letter.summary() for letter in page.letters]
+        if page.next:
+            context["next"] = {**{k: v for k, v in values.items() if v}, "cursor": page.next}
+        return dash.render(request, "dead_letters.html", context)
+
+    @routes.post("/dead-letters/replay")
+    @dash.action(same_as_api("POST /admin/v1/dlq/replay"))
+    async def replay(request: web.Request) -> web.StreamResponse:
+        form = await form_of(request)
+        dry_run = form.get("action") != "replay"
+        positions, refused = selected(form)
+        result: dict[str, Any] = {"dry_run": dry_run, "error": None, "positions": positions}
+        status = 200
+        desk = dash.desk
+        if refused is not None:
+            result["error"], status = refused, 400
+        elif desk is None:
+            result["error"], status = "dead letters are not configured in this admin service", 503
+        else:
+            # Only the topics the positions are on are read; the filter keeps those positions.
+            topics = sorted({position.rsplit(":", 2)[0] for position in positions})
+            wanted = DlqFilter(positions=frozenset(positions))
+            try:
+                plan, published = await dash.ctx.call(
+                    lambda: desk.replay(topics, wanted, dry_run=dry_run, force=False))
+            except ReplayRunning as exc:
+                result["error"], status = str(exc), 409
+            except (BrokerUnreachable, DeadLetterReadError) as exc:
+                result["error"], status = str(exc), 503
+            except DeliveryFailed as exc:
+                result["error"], status = f"replay stopped, the broker did not acknowledge: {exc}", 503
+            else:
+                result.update(matched=plan.matched, skipped=plan.skipped,
+                              count=len(plan.letters) if dry_run else published,
+                              letters=[letter.summary() for letter in plan.letters])
+        if dash.is_htmx(request):
+            return dash.render(request, "_replay_result.html", {"result": result}, status=status)
+        context = letters_context(dict.fromkeys(FILTERS, ""))
+        context["result"] = result
+        return dash.render(request, "dead_letters.html", context, status=status)
