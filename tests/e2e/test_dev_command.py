@@ -13,7 +13,7 @@ import pytest
 
 from services.catalog import services
 from tests.support.pipeline import REPO, http_call, wait_until
-from tests.support.ports import free_port
+from tests.support.ports import free_port_block as port_block
 
 pytestmark = pytest.mark.slow
 
@@ -36,12 +36,15 @@ def mode(path: Path) -> int:
     return path.stat().st_mode & 0o777
 
 
+DEV_PORTS = 26  # the gateway's, the admin service's, the consumers' (gateway + 2 and on) and the fakes' (+ 20 and on)
+
+
 def dev_env(tmp_path: Path, gateway_port: int, broker_port: int, admin_port: int | None = None) -> dict[str, str]:
     """`apprefer dev`'s environment on the given ports (the admin service's: a free one unless given; dev's
     default, 8081, may be taken on a test machine)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APPREFER_", "KAFKA_", "DATABASE_"))}
     env.update(APPREFER_DATA_DIR=str(tmp_path / "var"), APPREFER_GATEWAY_PORT=str(gateway_port),
-               APPREFER_ADMIN_PORT=str(admin_port if admin_port is not None else free_port()),
+               APPREFER_ADMIN_PORT=str(admin_port if admin_port is not None else port_block(1)),
                APPREFER_DEV_BROKER_PORT=str(broker_port), APPREFER_LOG_LEVEL="WARNING")
     return env
 
@@ -80,7 +83,7 @@ def stop_dev(dev: subprocess.Popen[bytes]) -> int:
 @pytest.mark.parametrize("given", ["embedded", "external"])
 def test_dev_runs_the_whole_system_and_stops_cleanly(given: str, tmp_path: Path,
                                                      request: pytest.FixtureRequest) -> None:
-    gateway_port, broker_port = free_port(), free_port()
+    gateway_port, broker_port = free_port_block(), port_block(1)
     env = dev_env(tmp_path, gateway_port, broker_port)
     if given == "external":  # a broker and a PostgreSQL of the user's: dev starts no broker, uses no SQLite
         env["KAFKA_BOOTSTRAP_SERVERS"] = request.getfixturevalue("fresh_bootstrap")
@@ -123,7 +126,7 @@ def test_dev_runs_the_whole_system_and_stops_cleanly(given: str, tmp_path: Path,
 
 
 def test_dev_with_secrets_in_the_environment_writes_no_secret_file(tmp_path: Path) -> None:
-    gateway_port, broker_port = free_port(), free_port()
+    gateway_port, broker_port = free_port_block(), port_block(1)
     env = dev_env(tmp_path, gateway_port, broker_port)
     env.update(APPREFER_ADMIN_TOKEN="admin-token-from-env", APPREFER_SECRET_KEY="secret-key-from-env")
     dev = start_dev(env, tmp_path)
@@ -152,32 +155,13 @@ def test_dev_with_secrets_in_the_environment_writes_no_secret_file(tmp_path: Pat
 def start_dev_with(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[bytes], dict[str, str], str]:
     first = free_port_block()
     # The admin service on the port after the gateway's, as dev's defaults have it (8080, 8081): in the block.
-    env = dev_env(tmp_path, first, free_port(), admin_port=first + 1)
+    env = dev_env(tmp_path, first, port_block(1), admin_port=first + 1)
     return start_dev(env, tmp_path, *args), env, f"http://127.0.0.1:{env['APPREFER_GATEWAY_PORT']}"
 
 
-def free_port_block(size: int = 26) -> int:
-    """A first port whose next `size` ports are free too: the gateway's, the admin service's, the consumers' and
-    the fakes'."""
-    import socket
-
-    for _ in range(50):
-        first = free_port()
-        if first + size > 65535:
-            continue
-        sockets = []
-        try:
-            for port in range(first, first + size):
-                probe = socket.socket()
-                sockets.append(probe)
-                probe.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-        finally:
-            for probe in sockets:
-                probe.close()
-    raise AssertionError("no block of free ports")
+def free_port_block() -> int:
+    """The gateway's port, and room after it for the admin service's, the consumers' and the fakes'."""
+    return port_block(DEV_PORTS)
 
 
 @pytest.mark.parametrize("how", ["SIGINT", "SIGHUP", "SIGKILL"])
@@ -205,7 +189,7 @@ def test_a_taken_port_is_one_line_naming_the_variable(tmp_path: Path, variable: 
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = dev_env(tmp_path, free_port_block(), free_port())
+        env = dev_env(tmp_path, free_port_block(), port_block(1))
         env[variable] = str(port)
         done = subprocess.run([sys.executable, "-m", "services.cli", "dev"], env=env, cwd=REPO, capture_output=True,
                               text=True, timeout=60)
