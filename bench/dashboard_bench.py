@@ -17,11 +17,8 @@ slowest page's p95. The deep apps page's cursor is walked to through GET /admin/
 
 from __future__ import annotations
 
-import argparse
 import http.client
-import json
 import re
-import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -36,9 +33,8 @@ from bench.infra import (
     broker_pid,
     broker_with_topics,
     migrated_database,
-    postgres_server,
-    postmaster_pid,
     psycopg_url,
+    run_alone,
     services,
 )
 from bench.machine import CpuMeter, wait_until_quiet
@@ -253,20 +249,8 @@ def run_dashboard_bench(pg_server: str, meter: CpuMeter, durations: DashboardDur
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.dashboard_bench")
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    durations = DashboardDurations(rounds=5, warmup=1, case_budget_s=2.0) if args.quick else DashboardDurations()
-    started = time.monotonic()
-
-    def log(message: str) -> None:
-        print(f"[{time.monotonic() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
-
-    meter = CpuMeter()
-    with postgres_server() as pg:
-        meter.label(postmaster_pid(pg), "postgres")
-        results = run_dashboard_bench(pg.url, meter, durations, log)
-    print(json.dumps(results))
+    run_alone("python -m bench.dashboard_bench", run_dashboard_bench, DashboardDurations(),
+              DashboardDurations(rounds=5, warmup=1, case_budget_s=2.0))
 
 
 if __name__ == "__main__":

@@ -6,12 +6,14 @@ end-to-end tests do: `python -m services.cli run <service>` with the environment
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -213,3 +215,23 @@ def create_app(admin: AdminApi, meta_base_url: str | None = None, dataset_id: st
             "event_map": {"install": "MobileAppInstall"},
         })
     return app
+
+
+def run_alone(prog: str, bench: Callable[..., dict[str, Any]], durations: Any, quick: Any) -> None:
+    """A PostgreSQL bench run on its own (`python -m bench.<name> [--quick]`): a throwaway server, the CPU meter,
+    progress on stderr, the results as JSON on stdout. `bench(pg_url, meter, durations, log)` is the bench."""
+    from bench.machine import CpuMeter
+
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    started = time.monotonic()
+
+    def log(message: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+    meter = CpuMeter()
+    with postgres_server() as pg:
+        meter.label(postmaster_pid(pg), "postgres")
+        results = bench(pg.url, meter, quick if args.quick else durations, log)
+    print(json.dumps(results))

@@ -16,10 +16,8 @@ the answer time. `report_p95_ms` is the default range's worst group_by p95.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +25,7 @@ from typing import Any
 
 import psycopg
 
-from bench.infra import LOGS, migrated_database, postgres_server, postmaster_pid, psycopg_url
+from bench.infra import LOGS, migrated_database, psycopg_url, run_alone
 from bench.machine import CpuMeter, wait_until_quiet
 from tests.support.pipeline import ADMIN_TOKEN, ServiceProcess, http_call, service_env, wait_until
 from tests.support.ports import free_port
@@ -234,20 +232,8 @@ def run_report_bench(pg_server: str, meter: CpuMeter, durations: ReportDurations
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.report_bench")
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    durations = ReportDurations(rounds=5, warmup=1, case_budget_s=2.0) if args.quick else ReportDurations()
-    started = time.monotonic()
-
-    def log(message: str) -> None:
-        print(f"[{time.monotonic() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
-
-    meter = CpuMeter()
-    with postgres_server() as pg:
-        meter.label(postmaster_pid(pg), "postgres")
-        results = run_report_bench(pg.url, meter, durations, log)
-    print(json.dumps(results))
+    run_alone("python -m bench.report_bench", run_report_bench, ReportDurations(),
+              ReportDurations(rounds=5, warmup=1, case_budget_s=2.0))
 
 
 if __name__ == "__main__":
