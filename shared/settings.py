@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     # The dashboard the admin service serves at /: a sign-in lasts this many hours (at most 30 days), then the
     # admin token is asked again. Sessions are stored in the database: restarts and replicas keep them.
     dashboard_session_hours: float = Field(12.0, alias="APPREFER_DASHBOARD_SESSION_HOURS", gt=0, le=720)
+    # Behind a proxy that ends TLS the admin service sees plain HTTP: true marks the dashboard's cookies Secure
+    # all the same (else they are Secure only on a request that came over HTTPS).
+    dashboard_secure_cookies: bool = Field(False, alias="APPREFER_DASHBOARD_SECURE_COOKIES")
     gateway_max_body_bytes: int = Field(1_048_576, alias="APPREFER_GATEWAY_MAX_BODY_BYTES")
     gateway_max_batch: int = Field(500, alias="APPREFER_GATEWAY_MAX_BATCH")
     # Slow clients: a request's head (request line and headers) must be complete this many seconds after

@@ -529,8 +529,9 @@ def plan_replay(letters: list[DeadLetter], sessions: sessionmaker[Session], forc
     with sessions() as session:
         for start in range(0, len(letters), _LOOKUP_CHUNK):
             chunk = [(d.topic, d.partition, d.offset) for d in letters[start:start + _LOOKUP_CHUNK]]
-            done.update(session.execute(
-                select(DlqReplay.topic, DlqReplay.partition, DlqReplay.offset).where(positions.in_(chunk))).tuples())
+            found = session.execute(
+                select(DlqReplay.topic, DlqReplay.partition, DlqReplay.offset).where(positions.in_(chunk)))
+            done.update((topic, partition, offset) for topic, partition, offset in found)
     left = [d for d in letters if (d.topic, d.partition, d.offset) not in done]
     return ReplayPlan(len(letters), left, len(letters) - len(left))
 
@@ -583,20 +584,24 @@ class DeadLetterDesk:
     def show(self, topic: str, partition: int, offset: int) -> DeadLetter | None:
         return read_dead_letter(self._bootstrap, topic, partition, offset, self._codec)
 
-    def replay(self, topics: Sequence[str], letter_filter: DlqFilter, *, dry_run: bool, force: bool
+    def replay(self, topics: Sequence[str], letter_filter: DlqFilter, *, dry_run: bool, force: bool,
+               planned: Callable[[ReplayPlan], None] | None = None, progress: Callable[[int], None] | None = None
                ) -> tuple[ReplayPlan, int]:
         """What matches (less what was replayed, unless `force`), and how many were published (0 on a dry run).
+        `planned` is told the plan before anything is published, `progress` each batch acknowledged (its size).
         ReplayRunning while another replay of this process runs."""
         if not self._replaying.acquire(blocking=False):
             raise ReplayRunning("a replay is already running; try again when it is done")
         try:
             plan = plan_replay(find_dead_letters(self._bootstrap, list(topics), letter_filter, self._codec),
                                self._sessions, force)
+            if planned is not None:
+                planned(plan)
             if dry_run or not plan.letters:
                 return plan, 0
             if self._producer is None:
                 self._producer = self._make_producer()
-            return plan, replay_recorded(plan.letters, self._producer, self._sessions, self._codec)
+            return plan, replay_recorded(plan.letters, self._producer, self._sessions, self._codec, progress)
         finally:
             self._replaying.release()
 

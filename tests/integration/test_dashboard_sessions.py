@@ -250,6 +250,17 @@ def test_the_cookie_is_secure_over_https() -> None:
     assert morsel["max-age"] == str(12 * 3600)
 
 
+def test_the_cookie_is_secure_behind_a_tls_proxy_when_configured() -> None:
+    app = web.Application()
+    app[sessions.ALWAYS_SECURE] = True
+    request = make_mocked_request("POST", "/signin", app=app)
+    assert not request.secure  # plain HTTP from the proxy
+    response = web.Response()
+    sessions.set_session_cookie(response, request, "secret", 12)
+    assert response.cookies[sessions.COOKIE]["secure"]
+    assert Settings().dashboard_secure_cookies is False
+
+
 def test_the_session_length_is_configured_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings().dashboard_session_hours == 12
     monkeypatch.setenv("APPREFER_DASHBOARD_SESSION_HOURS", "0.5")

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from services.admin.app import build_app
 from services.admin.dashboard.sessions import COOKIE
+from services.admin.guard import DeadLetterLister
 from services.admin.store import AdminStore
 from shared.db.session import make_engine, make_sessionmaker
 from shared.forwarding.model import ConnectionCheck, Integration
@@ -43,7 +44,7 @@ class AdminService:
 
 
 def admin_service(database_url: str, *, admin_token: str | None = ADMIN_TOKEN, session_hours: float = 12.0,
-                  connection_ok: bool = True) -> AdminService:
+                  connection_ok: bool = True, dead_letters: DeadLetterLister | None = None) -> AdminService:
     engine = make_engine(database_url)
     store = AdminStore(make_sessionmaker(engine), SECRET_KEY)
     tested: list[Integration] = []
@@ -54,7 +55,7 @@ def admin_service(database_url: str, *, admin_token: str | None = ADMIN_TOKEN, s
 
     settings = Settings(dashboard_session_hours=session_hours)
     app = build_app(store, admin_token=admin_token, public_base_url="http://gateway.test", max_body_bytes=1 << 20,
-                    connection_tester=tester, settings=settings)
+                    connection_tester=tester, dead_letters=dead_letters, settings=settings)
     return AdminService(app, store, engine, tested)
 
 

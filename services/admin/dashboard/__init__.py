@@ -20,6 +20,7 @@ import jinja2
 import orjson
 from aiohttp import web
 
+from services.admin.dashboard import sessions
 from services.admin.dashboard.pages import (
     apps,
     audit,
@@ -74,5 +75,6 @@ def add_dashboard(app: web.Application, ctx: AdminContext, settings: Settings | 
         page.add_routes(routes, dash)
     app.router.add_routes(routes)
     app.router.add_static("/static/", STATIC)
+    app[sessions.ALWAYS_SECURE] = bool(settings and settings.dashboard_secure_cookies)
     app.on_response_prepare.append(security_headers)
     app.on_cleanup.append(dash.close)

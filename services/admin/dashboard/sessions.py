@@ -94,10 +94,14 @@ def csrf_valid(expected: str, given: str) -> bool:
     return bool(expected) and bool(given) and storable_text(given) and secrets_equal(given, expected)
 
 
+# APPREFER_DASHBOARD_SECURE_COOKIES: Secure whatever the scheme the request reached this service by.
+ALWAYS_SECURE = web.AppKey("dashboard_always_secure", bool)
+
+
 def _cookie(response: web.StreamResponse, request: web.Request, name: str, value: str, *, path: str,
             max_age: int) -> None:
     response.set_cookie(name, value, path=path, max_age=max_age, httponly=True, samesite="Strict",
-                        secure=request.secure)
+                        secure=request.secure or request.app.get(ALWAYS_SECURE, False))
 
 
 def set_session_cookie(response: web.StreamResponse, request: web.Request, secret: str, hours: float) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy.exc import DataError
 
 from services.admin.api.apps import decode_cursor
 from services.admin.dashboard import sessions
+from services.admin.dashboard.replay_jobs import ReplayJobs
 from services.admin.dashboard.sessions import SIGNED_IN, SignedIn
 from services.admin.guard import AdminContext, admin_action
 from services.admin.store import AdminStore
@@ -40,6 +41,7 @@ class Dashboard:
     ctx: AdminContext
     session_hours: float
     settings: Settings | None = None  # the health page reads the services' addresses from it
+    replays: ReplayJobs = field(default_factory=ReplayJobs)  # the Dead letters page's, with their progress
     _http: aiohttp.ClientSession | None = field(default=None, init=False)
 
     @property
@@ -58,6 +60,7 @@ class Dashboard:
         return self._http
 
     async def close(self, _app: web.Application) -> None:
+        await self.replays.close()
         if self._http is not None:
             await self._http.close()
 

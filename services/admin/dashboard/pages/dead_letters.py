@@ -6,11 +6,13 @@ desk as the API and `apprefer dlq replay` (shared/kafka/dlq.py): published to th
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable
 from typing import Any
 
 from aiohttp import web
 
 from services.admin.api.dlq import BadParameter, letter_filter, topics_of
+from services.admin.dashboard.replay_jobs import ReplayJob
 from services.admin.dashboard.site import Dashboard, Form, form_of, same_as_api
 from shared.kafka.dlq import (
     DEFAULT_WINDOW,
@@ -81,38 +83,65 @@ def add_routes(routes: web.RouteTableDef, dash: Dashboard) -> None:
             context["next"] = {**{k: v for k, v in values.items() if v}, "cursor": page.next}
         return dash.render(request, "dead_letters.html", context)
 
+    async def outcome(positions: list[str], dry_run: bool, job: ReplayJob | None = None) -> tuple[dict[str, Any], int]:
+        """The replay (or dry run) of these positions through the desk, as the page shows it, and its status."""
+        result: dict[str, Any] = {"dry_run": dry_run, "error": None, "positions": positions}
+        desk = dash.desk
+        if desk is None:
+            result["error"] = "dead letters are not configured in this admin service"
+            return result, 503
+        # Only the topics the positions are on are read; the filter keeps those positions.
+        topics = sorted({position.rsplit(":", 2)[0] for position in positions})
+        wanted = DlqFilter(positions=frozenset(positions))
+        try:
+            plan, published = await dash.ctx.call(lambda: desk.replay(
+                topics, wanted, dry_run=dry_run, force=False, planned=job.planned if job else None,
+                progress=job.advance if job else None))
+        except ReplayRunning as exc:
+            result["error"] = str(exc)
+            return result, 409
+        except (BrokerUnreachable, DeadLetterReadError) as exc:
+            result["error"] = str(exc)
+            return result, 503
+        except DeliveryFailed as exc:
+            result["error"] = f"replay stopped, the broker did not acknowledge: {exc}"
+            return result, 503
+        result.update(matched=plan.matched, skipped=plan.skipped, count=len(plan.letters) if dry_run else published,
+                      letters=[letter.summary() for letter in plan.letters])
+        return result, 200
+
     @routes.post("/dead-letters/replay")
     @dash.action(same_as_api("POST /admin/v1/dlq/replay"))
     async def replay(request: web.Request) -> web.StreamResponse:
         form = await form_of(request)
         dry_run = form.get("action") != "replay"
         positions, refused = selected(form)
-        result: dict[str, Any] = {"dry_run": dry_run, "error": None, "positions": positions}
-        status = 200
-        desk = dash.desk
         if refused is not None:
-            result["error"], status = refused, 400
-        elif desk is None:
-            result["error"], status = "dead letters are not configured in this admin service", 503
+            result, status = {"dry_run": dry_run, "error": refused, "positions": positions}, 400
+        elif not dry_run and dash.is_htmx(request) and dash.desk is not None:
+            # In the background: the page asks for its progress until it is done (replay_jobs.py).
+            job = dash.replays.start(len(positions), lambda job: _first(outcome(positions, False, job)))
+            return dash.render(request, "_replay_progress.html", {"job": job}, status=202)
         else:
-            # Only the topics the positions are on are read; the filter keeps those positions.
-            topics = sorted({position.rsplit(":", 2)[0] for position in positions})
-            wanted = DlqFilter(positions=frozenset(positions))
-            try:
-                plan, published = await dash.ctx.call(
-                    lambda: desk.replay(topics, wanted, dry_run=dry_run, force=False))
-            except ReplayRunning as exc:
-                result["error"], status = str(exc), 409
-            except (BrokerUnreachable, DeadLetterReadError) as exc:
-                result["error"], status = str(exc), 503
-            except DeliveryFailed as exc:
-                result["error"], status = f"replay stopped, the broker did not acknowledge: {exc}", 503
-            else:
-                result.update(matched=plan.matched, skipped=plan.skipped,
-                              count=len(plan.letters) if dry_run else published,
-                              letters=[letter.summary() for letter in plan.letters])
+            result, status = await outcome(positions, dry_run)
         if dash.is_htmx(request):
             return dash.render(request, "_replay_result.html", {"result": result}, status=status)
         context = letters_context(dict.fromkeys(FILTERS, ""))
         context["result"] = result
         return dash.render(request, "dead_letters.html", context, status=status)
+
+    @routes.get("/dead-letters/replay/{job_id}")
+    @dash.page
+    async def replay_progress(request: web.Request) -> web.StreamResponse:
+        job = dash.replays.get(request.match_info["job_id"])
+        if job is None:
+            return dash.render(request, "_replay_result.html", {"result": {
+                "dry_run": False, "positions": [], "error": "this replay is not known here (finished more than "
+                "10 minutes ago, or started by another admin replica): see the audit log"}}, status=404)
+        if job.outcome is None:
+            return dash.render(request, "_replay_progress.html", {"job": job})
+        return dash.render(request, "_replay_result.html", {"result": job.outcome})
+
+
+async def _first(pending: Awaitable[tuple[dict[str, Any], int]]) -> dict[str, Any]:
+    return (await pending)[0]
