@@ -26,7 +26,8 @@ from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
 
 MAGIC = b"\xc3\x01"
 HEADER_LEN = len(MAGIC) + 8
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+# schemas/ of the repository, through the link shared/schemas in a checkout; a copy of them in an installed wheel.
+SCHEMA_DIR = Path(__file__).parent / "schemas"
 
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
