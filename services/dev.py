@@ -250,7 +250,7 @@ def _start_fakes(first_port: int) -> tuple[Child, dict[str, str], dict[str, str]
     if not (REPO / "tests" / "fakes" / "serve.py").exists():
         raise DevError("--fake-networks needs the repository's tests/fakes (run it from a checkout)")
     fakes = Child("fake networks", [sys.executable, "-m", "tests.fakes.serve", "--port", str(first_port)],
-                  {**os.environ, "PYTHONPATH": str(REPO)})
+                  {**os.environ, "PYTHONPATH": str(REPO)}, unshown=lambda line: _urls_in(line) is not None)
     fakes.start()
     deadline = time.monotonic() + 15
     while (served := _served_urls(fakes)) is None:
@@ -268,14 +268,18 @@ def _start_fakes(first_port: int) -> tuple[Child, dict[str, str], dict[str, str]
 
 
 def _served_urls(fakes: Child) -> dict[str, dict[str, str]] | None:
-    """The line tests/fakes/serve.py prints once every fake listens: {network: {"base_url", "token_url"}}."""
+    """The line tests/fakes/serve.py prints once every fake listens (dev says it in its own words instead)."""
+    return next((served for line in list(fakes.last_lines) if (served := _urls_in(line)) is not None), None)
+
+
+def _urls_in(line: str) -> dict[str, dict[str, str]] | None:
+    """{network: {"base_url", "token_url"}} when the line is tests/fakes/serve.py's."""
     import json
 
-    for line in list(fakes.last_lines):
-        with contextlib.suppress(ValueError):
-            served = json.loads(line)
-            if isinstance(served, dict) and all(isinstance(v, dict) for v in served.values()):
-                return served
+    with contextlib.suppress(ValueError):
+        served = json.loads(line)
+        if isinstance(served, dict) and served and all(isinstance(v, dict) for v in served.values()):
+            return served
     return None
 
 

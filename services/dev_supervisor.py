@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
@@ -35,9 +35,11 @@ def _die_with_parent() -> None:
 class Child:
     """One supervised process: `name` for messages, its command, its environment."""
 
-    def __init__(self, name: str, command: Sequence[str], env: dict[str, str], log_path: Path | None = None) -> None:
+    def __init__(self, name: str, command: Sequence[str], env: dict[str, str], log_path: Path | None = None,
+                 unshown: Callable[[str], bool] | None = None) -> None:
         self.name, self.command, self.env = name, list(command), env
         self.log_path = log_path
+        self._unshown = unshown  # lines kept (last_lines) but not passed through: a child's answer to dev itself
         self.process: subprocess.Popen[bytes] | None = None
         self.last_lines: deque[str] = deque(maxlen=LAST_LINES)
         self.exits: deque[float] = deque()
@@ -60,7 +62,7 @@ class Child:
                 if log is not None:
                     log.write(raw)
                     log.flush()
-                else:
+                elif self._unshown is None or not self._unshown(line):
                     print(line, file=sys.stderr, flush=True)
         finally:
             if log is not None:

@@ -232,6 +232,9 @@ def test_the_readme_walkthrough_ends_in_a_delivered_purchase_with_fake_networks(
         wait_until(delivered, timeout=60, what="the purchase delivered to the fake Meta")
         attribution = http_call("GET", f"{api}/apps/{app['app_id']}/attribution?device_id=d1", headers=admin)[2]
         assert attribution["click_id"] == "IwAR0abc"
+        said = (tmp_path / "dev.log").read_text()
+        # The fakes' URLs in dev's words, not the JSON line the fakes' process hands dev.
+        assert "apprefer dev: fake networks: google_ads http://" in said and '"base_url"' not in said, said[:2000]
     finally:
         dev.send_signal(signal.SIGTERM)
         dev.wait(timeout=60)
