@@ -17,6 +17,7 @@ from shared.networks.spec import Feed
 from tests.fakes import FakeGoogleAds, FakeMeta, FakeServer, FakeTikTok, fake_class
 from tests.support.pipeline import REPO, AdminApi, ServiceProcess, http_call, service_env, start_edge
 from tests.support.pipeline import wait_until as wait
+from tests.support.ports import free_port
 
 CONVERSION_ACTION = "customers/1234567890/conversionActions/99"
 # The catalog's consumers for app events: no SKAN decoder, no forwarder of SKAN postbacks (tests/e2e/test_skan.py
@@ -104,13 +105,23 @@ def pipeline(request: pytest.FixtureRequest, fresh_bootstrap: str, migrated_pg_u
     try:
         env = service_env(fresh_bootstrap, migrated_pg_url, APPREFER_RETRY_DELAYS="1,2,4,8", **urls,
                           **getattr(request, "param", {}))
-        edge = start_edge(env, tmp_path)
         # `@pytest.mark.forwarders("meta")`: only those networks' forwarders (each process costs a second of
         # CPU to start, and the suite has a time budget); by default every network's.
         marker = request.node.get_closest_marker("forwarders")
         wanted = {f"forwarder-{name}" for name in marker.args} if marker else None
-        consumers = [ServiceProcess(["run", *service.command], env, tmp_path).start() for service in SERVICES
-                     if wanted is None or not service.name.startswith("forwarder-") or service.name in wanted]
+        chosen = [service for service in SERVICES
+                  if wanted is None or not service.name.startswith("forwarder-") or service.name in wanted]
+        # Each consumer serves /readyz and /metrics on a port of its own, and the admin service's Health page asks
+        # every process of this pipeline (APPREFER_HEALTH_TARGETS), as a deployment has it.
+        edge_ports = (free_port(), free_port())
+        health_ports = {service.name: free_port() for service in chosen}
+        targets = {"gateway": edge_ports[0], "admin": edge_ports[1], **health_ports}
+        env.setdefault("APPREFER_HEALTH_TARGETS",
+                       ",".join(f"{name}=http://127.0.0.1:{port}" for name, port in targets.items()))
+        edge = start_edge(env, tmp_path, edge_ports)
+        consumers = [ServiceProcess(["run", *service.command],
+                                    {"APPREFER_METRICS_PORT": str(health_ports[service.name]), **env},
+                                    tmp_path).start() for service in chosen]
         try:
             running = Pipeline(edge.base, edge.admin, fresh_bootstrap, fakes, env, tmp_path)
             running.processes = [*edge.processes, *consumers]

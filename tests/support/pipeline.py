@@ -186,9 +186,10 @@ class Edge:
             process.terminate()
 
 
-def start_edge(env: dict[str, str], log_dir: Path) -> Edge:
-    """The gateway and the admin service, started together (both are waited for)."""
-    gateway_port, admin_port = free_port(), free_port()
+def start_edge(env: dict[str, str], log_dir: Path, ports: tuple[int, int] | None = None) -> Edge:
+    """The gateway and the admin service, started together (both are waited for), on `ports` (gateway, admin) or
+    free ones."""
+    gateway_port, admin_port = ports or (free_port(), free_port())
     base, admin_base = f"http://127.0.0.1:{gateway_port}", f"http://127.0.0.1:{admin_port}"
     gateway = ServiceProcess(["run", "gateway"], {**env, "APPREFER_GATEWAY_PORT": str(gateway_port)}, log_dir).start()
     admin = ServiceProcess(["run", "admin"], {**env, "APPREFER_ADMIN_PORT": str(admin_port),
