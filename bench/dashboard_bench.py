@@ -43,7 +43,7 @@ from services.catalog import ADMIN
 from services.catalog import services as catalog_services
 from shared.health import serve_health
 from shared.metrics import CONSUMER_LAG
-from tests.support.pipeline import ADMIN_TOKEN, http_call, wait_until
+from tests.support.pipeline import ADMIN_TOKEN, http_call, wait_ready
 from tests.support.ports import free_port
 
 APPS = 10_000  # the report bench's app and these
@@ -215,14 +215,7 @@ def run_dashboard_bench(pg_server: str, meter: CpuMeter, durations: DashboardDur
             APPREFER_HEALTH_TARGETS=",".join(f"{name}={url}" for name, url in targets.items())))
         admin = running.start("admin", ["run", "admin"])
 
-        def ready() -> bool:
-            admin.assert_alive()
-            try:
-                return http_call("GET", f"{base}/readyz", timeout=2)[0] == 200
-            except OSError:
-                return False
-
-        wait_until(ready, timeout=30, what="admin /readyz")
+        wait_ready(admin, base, "admin")
         if admin.process is not None:
             meter.label(admin.process.pid, "admin")
         cookie = sign_in(base)

@@ -20,7 +20,7 @@ from typing import Any
 from shared.db.migrate import upgrade
 from shared.kafka.topics import create_topics
 from tests.support.broker import BrokerProcess
-from tests.support.pipeline import REPO, AdminApi, ServiceProcess, http_call, service_env, wait_until
+from tests.support.pipeline import REPO, AdminApi, ServiceProcess, service_env, wait_ready
 from tests.support.ports import free_port, wait_for_port
 from tests.support.postgres import PostgresProcess, create_database
 
@@ -87,14 +87,14 @@ class Services:
         port = free_port()
         process = self.start("gateway", ["run", "gateway"], APPREFER_GATEWAY_PORT=str(port))
         base = f"http://127.0.0.1:{port}"
-        _wait_ready(process, base, "gateway")
+        wait_ready(process, base, "gateway")
         return process, base
 
     def start_admin(self, gateway_base: str | None = None) -> tuple[ServiceProcess, AdminApi]:
         """The admin service (label "admin"), its tracking links pointing at `gateway_base` when given. Stop it
         (`stop({"admin"})`) once the setup is done, so that it is not in the measured machine."""
         process, base = self._start_admin(gateway_base)
-        _wait_ready(process, base, "admin")
+        wait_ready(process, base, "admin")
         return process, AdminApi(base)
 
     def start_edge(self) -> tuple[ServiceProcess, str, AdminApi]:
@@ -103,8 +103,8 @@ class Services:
         gateway = self.start("gateway", ["run", "gateway"], APPREFER_GATEWAY_PORT=str(port))
         base = f"http://127.0.0.1:{port}"
         admin, admin_base = self._start_admin(base)
-        _wait_ready(gateway, base, "gateway")
-        _wait_ready(admin, admin_base, "admin")
+        wait_ready(gateway, base, "gateway")
+        wait_ready(admin, admin_base, "admin")
         return gateway, base, AdminApi(admin_base)
 
     def _start_admin(self, gateway_base: str | None) -> tuple[ServiceProcess, str]:
@@ -132,17 +132,6 @@ class Services:
             except subprocess.TimeoutExpired:
                 process.kill()
         self.processes = [(lbl, p) for lbl, p in self.processes if (lbl, p) not in chosen]
-
-
-def _wait_ready(process: ServiceProcess, base: str, name: str) -> None:
-    def ready() -> bool:
-        process.assert_alive()
-        try:
-            return http_call("GET", f"{base}/readyz", timeout=2)[0] == 200
-        except OSError:
-            return False
-
-    wait_until(ready, timeout=30, what=f"{name} /readyz")
 
 
 TRY_PREFIX = "BENCH_ENV_"

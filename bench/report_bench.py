@@ -27,7 +27,7 @@ import psycopg
 
 from bench.infra import LOGS, migrated_database, psycopg_url, run_alone
 from bench.machine import CpuMeter, wait_until_quiet
-from tests.support.pipeline import ADMIN_TOKEN, ServiceProcess, http_call, service_env, wait_until
+from tests.support.pipeline import ADMIN_TOKEN, ServiceProcess, http_call, service_env, wait_ready
 from tests.support.ports import free_port
 
 APP_ID = "app_report_bench"
@@ -152,14 +152,7 @@ def start_admin(database_url: str) -> tuple[ServiceProcess, str]:
     process = ServiceProcess(["run", "admin"], env, LOGS).start()
     base = f"http://127.0.0.1:{port}"
 
-    def ready() -> bool:
-        process.assert_alive()
-        try:
-            return http_call("GET", f"{base}/readyz", timeout=2)[0] == 200
-        except OSError:
-            return False
-
-    wait_until(ready, timeout=30, what="admin /readyz")
+    wait_ready(process, base, "admin")
     return process, base
 
 

@@ -113,15 +113,15 @@ class _Schemas:
 
     def __init__(self) -> None:
         self._inputs: dict[Key, tuple[str, JsonSchemaMode, TypeAdapter[Any]]] = {}
-        self._keys: dict[tuple[int, str], Key] = {}
+        self._keys: dict[tuple[Any, str], Key] = {}  # (the type, the mode): types and unions are hashable
         self.made: dict[Key, dict[str, Any]] = {}
         self.components: dict[str, Any] = {}
 
     def want(self, kind: Any, mode: JsonSchemaMode) -> Key:
-        found = self._keys.get((id(kind), mode))
+        found = self._keys.get((kind, mode))
         if found is None:
             found = (f"{len(self._keys)}", mode)
-            self._keys[(id(kind), mode)] = found
+            self._keys[(kind, mode)] = found
             self._inputs[found] = (found[0], mode, TypeAdapter(kind))
         return found
 

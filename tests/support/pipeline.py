@@ -143,7 +143,7 @@ def start_gateway(env: dict[str, str], log_dir: Path) -> tuple[ServiceProcess, s
     port = free_port()
     process = ServiceProcess(["run", "gateway"], {**env, "APPREFER_GATEWAY_PORT": str(port)}, log_dir).start()
     base = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _ready(base, process), timeout=30, what="gateway /readyz")
+    wait_ready(process, base, "gateway")
     return process, base
 
 
@@ -155,7 +155,7 @@ def start_admin(env: dict[str, str], log_dir: Path, gateway_base: str | None = N
         extra["APPREFER_PUBLIC_BASE_URL"] = gateway_base
     process = ServiceProcess(["run", "admin"], {**env, **extra}, log_dir).start()
     base = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _ready(base, process), timeout=30, what="admin /readyz")
+    wait_ready(process, base, "admin")
     return process, base
 
 
@@ -196,12 +196,17 @@ def start_edge(env: dict[str, str], log_dir: Path, ports: tuple[int, int] | None
                                               "APPREFER_PUBLIC_BASE_URL": base}, log_dir).start()
     edge = Edge(gateway, admin, base, admin_base)
     try:
-        wait_until(lambda: _ready(base, gateway), timeout=30, what="gateway /readyz")
-        wait_until(lambda: _ready(admin_base, admin), timeout=30, what="admin /readyz")
+        wait_ready(gateway, base, "gateway")
+        wait_ready(admin, admin_base, "admin")
     except BaseException:
         edge.terminate()  # one that did not come up must not leave the other running after the test
         raise
     return edge
+
+
+def wait_ready(process: ServiceProcess, base: str, name: str, timeout: float = 30) -> None:
+    """Until the service at `base` answers its /readyz with 200; AssertionError (with its log) if it exits."""
+    wait_until(lambda: _ready(base, process), timeout=timeout, what=f"{name} /readyz")
 
 
 def _ready(base: str, process: ServiceProcess) -> bool:

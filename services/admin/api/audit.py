@@ -7,6 +7,7 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, Field
 
+from services.admin.api.apps import DEFAULT_LIMIT, MAX_LIMIT
 from services.admin.guard import AdminContext
 from services.admin.openapi import operation
 from services.admin.stores.audit import AUDIT_FILTERS, AuditQuery
@@ -15,7 +16,6 @@ from shared.kafka.dlq import epoch_ms
 from shared.openapi import Answer, documented
 from shared.web import error_response, json_response, storable_text
 
-DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 _MAX_ID = 2**63 - 1
 
 

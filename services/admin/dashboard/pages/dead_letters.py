@@ -6,7 +6,6 @@ desk as the API and `apprefer dlq replay` (shared/kafka/dlq.py): published to th
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable
 from typing import Any
 
 from aiohttp import web
@@ -120,7 +119,10 @@ def add_routes(routes: web.RouteTableDef, dash: Dashboard) -> None:
             result, status = {"dry_run": dry_run, "error": refused, "positions": positions}, 400
         elif not dry_run and dash.is_htmx(request) and dash.desk is not None:
             # In the background: the page asks for its progress until it is done (replay_jobs.py).
-            job = dash.replays.start(len(positions), lambda job: _first(outcome(positions, False, job)))
+            async def replayed(job: ReplayJob) -> dict[str, Any]:
+                return (await outcome(positions, False, job))[0]
+
+            job = dash.replays.start(len(positions), replayed)
             return dash.render(request, "_replay_progress.html", {"job": job}, status=202)
         else:
             result, status = await outcome(positions, dry_run)
@@ -141,7 +143,3 @@ def add_routes(routes: web.RouteTableDef, dash: Dashboard) -> None:
         if job.outcome is None:
             return dash.render(request, "_replay_progress.html", {"job": job})
         return dash.render(request, "_replay_result.html", {"result": job.outcome})
-
-
-async def _first(pending: Awaitable[tuple[dict[str, Any], int]]) -> dict[str, Any]:
-    return (await pending)[0]
