@@ -73,8 +73,8 @@ def _parser() -> argparse.ArgumentParser:
                                   "APPREFER_TOPIC_PARTITIONS, APPREFER_TOPIC_REPLICATION and "
                                   "APPREFER_TOPIC_RETENTION_MS; existing topics are left as they are.")
     topics.add_parser("list", help="the names of every topic the system uses")
-    db = commands.add_parser("db", help="database schema, and retention").add_subparsers(dest="action", required=True,
-                                                                                      metavar="{upgrade,prune}")
+    db = commands.add_parser("db", help="database schema, retention and the report's rollups").add_subparsers(
+        dest="action", required=True, metavar="{upgrade,prune,rollup}")
     db.add_parser("upgrade", help="migrate the database to the latest schema",
                   description="Migrate the database (DATABASE_URL, or SQLite in APPREFER_DATA_DIR) to the latest "
                               "schema; running it again changes nothing.")
@@ -84,6 +84,14 @@ def _parser() -> argparse.ArgumentParser:
                                       "a statement.")
     prune.add_argument("--dry-run", action="store_true", help="count what would be deleted, delete nothing")
     prune.add_argument("--json", action="store_true", help="the counts as one JSON object")
+    rollup = db.add_parser("rollup", help="roll up the report's closed days now (the audit service does it too)",
+                           description="Roll up each app's closed UTC days for the report, and roll again the days "
+                                       "changed since (what the audit service does every "
+                                       "APPREFER_ROLLUP_INTERVAL_SECONDS). Reports read the raw rows for any day "
+                                       "not rolled, so this only makes them faster.")
+    rollup.add_argument("--app", action="append", dest="apps", metavar="APP_ID",
+                        help="only this app (repeatable); default every app")
+    rollup.add_argument("--json", action="store_true", help="the result as one JSON object")
     from services.privacy.cli import add_erase_arguments
 
     add_erase_arguments(commands.add_parser("erase", help="delete or anonymise one person's data in an app"))
@@ -218,6 +226,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from services.privacy.cli import run_erase
 
         return run_erase(settings, args)
+    if args.command == "db" and args.action == "rollup":
+        from services.admin.rollup_cli import run_rollup
+
+        return run_rollup(settings, args.apps, args.json)
     if args.command == "db" and args.action == "prune":
         from services.privacy.cli import run_prune
 

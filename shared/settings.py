@@ -118,6 +118,10 @@ class Settings(BaseSettings):
     retention_deliveries_days: int = Field(30, alias="APPREFER_RETENTION_DELIVERIES_DAYS", ge=1)
     prune_interval_seconds: float = Field(3600.0, alias="APPREFER_PRUNE_INTERVAL_SECONDS", ge=0)
     prune_batch_rows: int = Field(5000, alias="APPREFER_PRUNE_BATCH_ROWS", ge=1)
+    # The report's daily rollups (shared/reports/roller.py): rolled by the audit service every interval (0 = never:
+    # reports read the raw rows only), each UTC day once it has been over this long.
+    rollup_interval_seconds: float = Field(300.0, alias="APPREFER_ROLLUP_INTERVAL_SECONDS", ge=0)
+    rollup_settle_seconds: float = Field(900.0, alias="APPREFER_ROLLUP_SETTLE_SECONDS", ge=0)
 
     # Consumers expose /healthz, /readyz and /metrics on this port when set (0 = off), on this address: loopback
     # by default; 0.0.0.0 in a container, where probes and Prometheus come from outside it.

@@ -29,6 +29,7 @@ from shared.db.models import App, Click, DeviceIdentity, Install
 from shared.db.upsert import insert_ignoring_duplicates, upsert
 from shared.kafka.records import InRecord, OutRecord
 from shared.kafka.topics import EVENTS_ATTRIBUTED
+from shared.reports.stale import mark_stale
 
 SERVICE = "attribution"
 TOPICS = consumer_topics(SERVICE)
@@ -59,6 +60,13 @@ def is_sdk_install(event: dict[str, Any]) -> bool:
 def install_time_ms(event: dict[str, Any]) -> int:
     # Device clocks run fast and SDKs send late: never place an install after we received it.
     return min(int(event["event_time_ms"]), int(event["received_at_ms"]))
+
+
+def _report_days(install: Install | None) -> tuple[int, ...]:
+    """The times an install row is counted at in the report: its install, and its latest reinstall."""
+    if install is None:
+        return ()
+    return (install.installed_at_ms, *((install.last_install_at_ms,) if install.last_install_at_ms else ()))
 
 
 def install_signals(event: dict[str, Any], installed_at_ms: int) -> matching.InstallSignals:
@@ -156,12 +164,14 @@ class AttributionHandler:
         self._signals = {}
         self._clicks = self._load_clicks(session, [r.value for r in events if is_sdk_install(r.value)])
         self._identities = {}
+        self._changed_days: list[tuple[str, int]] = []
         for record in records:
             if record.schema == "apprefer.Click":
                 continue
             outputs.append(self._attribute(session, record))
         upsert(session, DeviceIdentity, self._written_identities.changed(list(self._identities.values())),
                ("app_id", "kind", "value", "sandbox"), ("device_id", "seen_at_ms"))
+        mark_stale(session, "installs", self._changed_days)  # a late install changes a day the report rolled up
         return outputs
 
     @staticmethod
@@ -190,8 +200,11 @@ class AttributionHandler:
             if install is not None:
                 event = {**event, "device": {**device, "device_id": install.device_id}}
         if is_sdk_install(event):
+            before = _report_days(install)
             install, reinstall = self._record_install(session, event, install)
             self._installs[(app_id, device["device_id"], sandbox)] = install
+            if not sandbox:  # the report counts live installs only: the days this one left and joined
+                self._changed_days.extend((app_id, at) for at in {*before, *_report_days(install)})
         if event["source"] == "sdk":
             self._remember_identities(event)
         attribution = install_row_attribution(install) if install else matching.ORGANIC

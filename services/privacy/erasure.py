@@ -36,6 +36,7 @@ from services.privacy.user_data import hash_user_data
 from shared.crypto import new_id
 from shared.db.models import App, AuditEntry, Click, DeviceIdentity, ErasureRequest, Install, SkanPostback
 from shared.errors import InputError
+from shared.reports.stale import mark_stale
 
 log = logging.getLogger(__name__)
 
@@ -248,8 +249,12 @@ def _clicks(session: Session, app_id: str, _identifiers: Identifiers, found: _Fo
 def _installs(session: Session, app_id: str, _identifiers: Identifiers, found: _Found) -> int:
     if not found.device_ids:
         return 0
-    return _rowcount(session.execute(delete(Install).where(
-        Install.app_id == app_id, Install.device_id.in_(sorted(found.device_ids)))))
+    erased = (Install.app_id == app_id, Install.device_id.in_(sorted(found.device_ids)))
+    # The report counts them: their days are rolled up again.
+    mark_stale(session, "installs", [(app_id, at) for row in session.execute(
+        select(Install.installed_at_ms, Install.last_install_at_ms).where(*erased, ~Install.sandbox))
+        for at in row])
+    return _rowcount(session.execute(delete(Install).where(*erased)))
 
 
 def _identities(session: Session, app_id: str, identifiers: Identifiers, found: _Found) -> int:

@@ -28,6 +28,7 @@ from shared.db.upsert import insert_if_new
 from shared.kafka.records import InRecord, OutRecord
 from shared.kafka.topics import SKAN_DECODED
 from shared.metrics import SKAN_POSTBACKS
+from shared.reports.stale import mark_stale
 
 SERVICE = "skan"
 TOPICS = consumer_topics(SERVICE)
@@ -53,8 +54,12 @@ class SkanHandler:
         self._codec = codec
 
     def __call__(self, records: list[InRecord]) -> list[OutRecord]:
+        self._changed_days: list[tuple[str | None, int]] = []
         with self._sessions.begin() as session:
-            return [out for record in records for out in self._process(session, record)]
+            outputs = [out for record in records for out in self._process(session, record)]
+            # A postback received on a day already over (or a copy changing one): the report rolls it again.
+            mark_stale(session, "skan_postbacks", self._changed_days)
+            return outputs
 
     def _process(self, session: Session, record: InRecord) -> list[OutRecord]:
         incoming = record.value
@@ -103,6 +108,7 @@ class SkanHandler:
             assert existing is not None
             return self._merge(session, existing, postback, source, schema, app, incoming, policy)
         SKAN_POSTBACKS.labels(str(postback.get("ad-network-id")), "installed" if is_install else status).inc()
+        self._changed_days.append((row["app_id"], row["received_at_ms"]))
         return [self._decoded_out(row, incoming)] if is_install else []
 
     def _merge(self, session: Session, existing: SkanPostback, postback: dict[str, Any], source: str,
@@ -127,6 +133,7 @@ class SkanHandler:
         if not existing.counted_as_install:
             return []
         existing.records = [dataclasses.asdict(r) for r in decode.decode(merged, schema)]
+        self._changed_days.append((existing.app_id, existing.received_at_ms))
         row = {"app_id": existing.app_id, "transaction_id": existing.transaction_id,
                "sequence_index": existing.sequence_index, "postback": merged, "records": existing.records}
         return [self._decoded_out(row, incoming)]

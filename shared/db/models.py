@@ -303,3 +303,110 @@ class DashboardSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))  # every form of the session carries it
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
     expires_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+# ---------------------------------------------------------------------------------------- the report's rollups
+# Daily figures of each app (shared/reports/): one row per UTC day number (epoch ms // 86,400,000) and key, at the
+# finest keys the report groups by. Written only by the roller, which recomputes an app-day from the rows above
+# (delete and insert in one transaction), never by increments: consumers are at-least-once. Keys may be null,
+# so the rows carry an id, not a composite primary key.
+
+_ID = BigInteger().with_variant(Integer, "sqlite")
+
+
+class ReportRollupState(Base):
+    """Per app, the days rolled up: [first_day, through_day], each closed when rolled. A day in the span that is
+    marked stale (report_stale_days) is answered from the raw rows until it is rolled again."""
+
+    __tablename__ = "report_rollup_state"
+
+    app_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    first_day: Mapped[int] = mapped_column(Integer)
+    through_day: Mapped[int] = mapped_column(Integer)
+    rolled_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class ReportStaleDay(Base):
+    """A closed day a writer changed after it closed (a late event, a late audit row, an erasure): the source
+    table's sections of that app-day are rolled again. One row per mark, so that a roll deletes only the marks
+    its snapshot has seen."""
+
+    __tablename__ = "report_stale_days"
+    __table_args__ = (Index("ix_report_stale_days_app_day", "app_id", "day"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(40))
+    day: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(20))  # installs | audit_log | skan_postbacks
+    marked_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class ReportInstallDay(Base):
+    __tablename__ = "report_install_days"
+    __table_args__ = (Index("ix_report_install_days_app_day", "app_id", "day"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(40))
+    day: Mapped[int] = mapped_column(Integer)
+    attributed: Mapped[bool] = mapped_column(Boolean)
+    network: Mapped[str | None] = mapped_column(String(40))
+    campaign: Mapped[str | None] = mapped_column(String(200))
+    installs: Mapped[int] = mapped_column(Integer)
+    reinstalls: Mapped[int] = mapped_column(Integer)
+
+
+class ReportConversionDay(Base):
+    __tablename__ = "report_conversion_days"
+    __table_args__ = (Index("ix_report_conversion_days_app_day", "app_id", "day"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(40))
+    day: Mapped[int] = mapped_column(Integer)
+    event_name: Mapped[str | None] = mapped_column(String(100))
+    events: Mapped[int] = mapped_column(Integer)
+    delivered: Mapped[int] = mapped_column(Integer)
+
+
+class ReportForwardDay(Base):
+    __tablename__ = "report_forward_days"
+    __table_args__ = (Index("ix_report_forward_days_app_day", "app_id", "day"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(40))
+    day: Mapped[int] = mapped_column(Integer)
+    network: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20))
+    forwards: Mapped[int] = mapped_column(Integer)
+
+
+class ReportSkanDay(Base):
+    __tablename__ = "report_skan_days"
+    __table_args__ = (Index("ix_report_skan_days_app_day", "app_id", "day"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(40))
+    day: Mapped[int] = mapped_column(Integer)
+    ad_network_id: Mapped[str | None] = mapped_column(String(200))
+    campaign: Mapped[str | None] = mapped_column(Text)
+    country: Mapped[str | None] = mapped_column(Text)
+    postbacks: Mapped[int] = mapped_column(Integer)
+    counted_as_install: Mapped[int] = mapped_column(Integer)
+
+
+class ReportSkanRecordDay(Base):
+    """The decoded records of the postbacks counted as installs, per kind and currency."""
+
+    __tablename__ = "report_skan_record_days"
+    __table_args__ = (Index("ix_report_skan_record_days_app_day", "app_id", "day"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(40))
+    day: Mapped[int] = mapped_column(Integer)
+    ad_network_id: Mapped[str | None] = mapped_column(String(200))
+    campaign: Mapped[str | None] = mapped_column(Text)
+    country: Mapped[str | None] = mapped_column(Text)
+    kind: Mapped[str | None] = mapped_column(Text)
+    currency: Mapped[str | None] = mapped_column(Text)
+    records: Mapped[int] = mapped_column(Integer)
+    occurrences: Mapped[int] = mapped_column(BigInteger)
+    revenue: Mapped[float | None] = mapped_column(Float)

@@ -10,22 +10,26 @@ import random
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import Engine, delete, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.admin.api.reports import report_csv
 from services.admin.store import AdminStore
 from services.admin.stores.reports import GroupBy, ReportRequest
 from shared.db.migrate import upgrade
-from shared.db.models import App, AuditEntry, Install, SkanPostback
+from shared.db.models import App, AuditEntry, Install, ReportInstallDay, ReportRollupState, ReportStaleDay, SkanPostback
 from shared.db.session import make_engine, make_sessionmaker
 from shared.errors import NotFound
 from shared.kafka.topics import create_topics
+from shared.reports.roller import RollSettings, roll_due
+from shared.reports.stale import mark_stale
 from tests.support.pipeline import ADMIN_TOKEN, Edge, http_call, service_env, start_edge
 from tests.support.postgres import create_database
 
@@ -143,14 +147,19 @@ def load(sessions: sessionmaker[Session], data: dict[str, list[dict[str, Any]]])
         session.execute(insert(SkanPostback), data["skan"])
 
 
-def in_range(ms: int | None) -> bool:
-    return ms is not None and FROM_MS <= ms < TO_MS
+Window = tuple[int, int]
+WHOLE: Window = (FROM_MS, TO_MS)
+
+
+def in_range(ms: int | None, window: Window) -> bool:
+    return ms is not None and window[0] <= ms < window[1]
 
 
 # ----------------------------------------------------------------------------------- the expected figures
 
 
-def expected_installs(data: dict[str, list[dict[str, Any]]], group_by: str) -> dict[tuple[Any, ...], dict[str, Any]]:
+def expected_installs(data: dict[str, list[dict[str, Any]]], group_by: str, window: Window
+                 ) -> dict[tuple[Any, ...], dict[str, Any]]:
     keys = KEYS["installs"][group_by]
     rows: dict[tuple[Any, ...], dict[str, Any]] = defaultdict(lambda: {"installs": 0, "reinstalls": 0})
 
@@ -162,43 +171,48 @@ def expected_installs(data: dict[str, list[dict[str, Any]]], group_by: str) -> d
     for row in data["installs"]:
         if row["app_id"] != APP or row["sandbox"]:
             continue
-        if in_range(row["installed_at_ms"]):
+        if in_range(row["installed_at_ms"], window):
             rows[key(row, row["installed_at_ms"])]["installs"] += 1
         reinstalled = row["last_install_event_id"] is not None and row["last_install_event_id"] != row["event_id"]
-        if reinstalled and in_range(row["last_install_at_ms"]):
+        if reinstalled and in_range(row["last_install_at_ms"], window):
             rows[key(row, row["last_install_at_ms"])]["reinstalls"] += 1
     return dict(rows)
 
 
-def expected_conversions(data: dict[str, list[dict[str, Any]]], group_by: str
-                         ) -> dict[tuple[Any, ...], dict[str, Any]]:
+def expected_conversions(data: dict[str, list[dict[str, Any]]], group_by: str, window: Window
+                 ) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """An event counts once, on the day of its first audit row (sandbox rows and SKAN forwards aside), if that
+    is in the range; `delivered` once, on the day of its first delivered row, if that is."""
     keys = KEYS["conversions"][group_by]
     events: dict[str, dict[str, Any]] = {}
     for row in data["audit"]:
-        if (row["app_id"] != APP or not in_range(row["recorded_at_ms"]) or row["status"] == "sandbox"
-                or row["network"] == "skan_postback"):
+        if row["app_id"] != APP or row["status"] == "sandbox" or row["network"] == "skan_postback":
             continue
         event = events.setdefault(row["event_id"], {"names": set(), "first": row["recorded_at_ms"],
-                                                    "delivered": False})
-        if row["event_name"] is not None:
-            event["names"].add(row["event_name"])
+                                                    "delivered": None, "rows": []})
         event["first"] = min(event["first"], row["recorded_at_ms"])
-        event["delivered"] |= row["status"] == "delivered"
+        if row["status"] == "delivered":
+            event["delivered"] = min(event["delivered"] or row["recorded_at_ms"], row["recorded_at_ms"])
+        event["rows"].append(row)
     rows: dict[tuple[Any, ...], dict[str, Any]] = defaultdict(lambda: {"events": 0, "delivered": 0, "revenue": None})
     for event in events.values():
-        assert len(event["names"]) <= 1
-        values = {"day": day(event["first"]), "event_name": next(iter(event["names"]), None)}
-        row = rows[tuple(values[k] for k in keys)]
-        row["events"] += 1
-        row["delivered"] += event["delivered"]
+        for at, figure in ((event["first"], "events"), (event["delivered"], "delivered")):
+            if not in_range(at, window):
+                continue
+            # its name as the report knows it: from the rows of the part of the range it was counted in
+            names = {r["event_name"] for r in event["rows"] if r["event_name"] is not None}
+            assert len(names) <= 1
+            values = {"day": day(at), "event_name": next(iter(names), None)}
+            rows[tuple(values[k] for k in keys)][figure] += 1
     return dict(rows)
 
 
-def expected_forwards(data: dict[str, list[dict[str, Any]]], group_by: str) -> dict[tuple[Any, ...], dict[str, Any]]:
+def expected_forwards(data: dict[str, list[dict[str, Any]]], group_by: str, window: Window
+                 ) -> dict[tuple[Any, ...], dict[str, Any]]:
     keys = KEYS["forwards"][group_by]
     rows: dict[tuple[Any, ...], dict[str, Any]] = defaultdict(lambda: {**dict.fromkeys(STATUSES, 0), "total": 0})
     for row in data["audit"]:
-        if row["app_id"] != APP or not in_range(row["recorded_at_ms"]):
+        if row["app_id"] != APP or not in_range(row["recorded_at_ms"], window):
             continue
         values = {"day": day(row["recorded_at_ms"]), "network": row["network"]}
         found = rows[tuple(values[k] for k in keys)]
@@ -207,12 +221,13 @@ def expected_forwards(data: dict[str, list[dict[str, Any]]], group_by: str) -> d
     return dict(rows)
 
 
-def expected_skan(data: dict[str, list[dict[str, Any]]], group_by: str) -> dict[tuple[Any, ...], dict[str, Any]]:
+def expected_skan(data: dict[str, list[dict[str, Any]]], group_by: str, window: Window
+                 ) -> dict[tuple[Any, ...], dict[str, Any]]:
     keys = KEYS["skan"][group_by]
     rows: dict[tuple[Any, ...], dict[str, Any]] = defaultdict(lambda: {
         "postbacks": 0, "counted_as_install": 0, "installs": 0, "redownloads": 0, "events": 0, "revenue": {}})
     for row in data["skan"]:
-        if row["app_id"] != APP or not in_range(row["received_at_ms"]):
+        if row["app_id"] != APP or not in_range(row["received_at_ms"], window):
             continue
         postback = row["postback"]
         campaign = postback.get("source-identifier", postback.get("campaign-id"))
@@ -253,32 +268,39 @@ def approx_revenue(rows: dict[tuple[Any, ...], dict[str, Any]]) -> dict[tuple[An
     return rows
 
 
-def check_report(report: dict[str, Any], data: dict[str, list[dict[str, Any]]], group_by: str) -> None:
+def check_report(report: dict[str, Any], data: dict[str, list[dict[str, Any]]], group_by: str,
+                 window: Window = WHOLE) -> None:
     assert (report["app_id"], report["from_ms"], report["to_ms"], report["group_by"]) == (
-        APP, FROM_MS, TO_MS, group_by)
+        APP, *window, group_by)
     for name, expected in EXPECTED.items():
         section = report[name]
         assert tuple(section["keys"]) == KEYS[name][group_by], name
         assert section["grouped_by"] == (group_by if group_by in GROUPED[name] else None), name
-        want = approx_revenue(expected(data, group_by))
+        want = approx_revenue(expected(data, group_by, window))
         assert by_key(section) == want, f"{name} group_by={group_by}"
         rows = section["rows"]
         assert rows == sorted(rows, key=lambda r: tuple((r[k] is not None, r[k] if r[k] is not None else "")
                                                         for k in section["keys"])), f"{name}: not in key order"
     installs = report["installs"]["totals"]
-    live = [r for r in data["installs"] if r["app_id"] == APP and not r["sandbox"] and in_range(r["installed_at_ms"])]
+    live = [r for r in data["installs"]
+            if r["app_id"] == APP and not r["sandbox"] and in_range(r["installed_at_ms"], window)]
     assert installs["installs"] == len(live) and installs["attributed"] == sum(r["attributed"] for r in live)
     assert installs["organic"] == len(live) - installs["attributed"]
     forwards = report["forwards"]["totals"]
-    assert forwards["total"] == sum(1 for r in data["audit"] if r["app_id"] == APP and in_range(r["recorded_at_ms"]))
+    assert forwards["total"] == sum(1 for r in data["audit"]
+                                    if r["app_id"] == APP and in_range(r["recorded_at_ms"], window))
     conversions = report["conversions"]
     assert conversions["revenue_recorded"] is False and conversions["totals"]["revenue"] is None
-    assert conversions["totals"]["events"] == len({
-        r["event_id"] for r in data["audit"] if r["app_id"] == APP and in_range(r["recorded_at_ms"])
-        and r["status"] != "sandbox" and r["network"] != "skan_postback"})
+    counted = [r for r in data["audit"] if r["app_id"] == APP and r["status"] != "sandbox"
+               and r["network"] != "skan_postback"]
+    firsts: dict[str, int] = {}
+    for r in counted:
+        firsts[r["event_id"]] = min(firsts.get(r["event_id"], r["recorded_at_ms"]), r["recorded_at_ms"])
+    assert conversions["totals"]["events"] == sum(in_range(at, window) for at in firsts.values())
 
 
-def check_csv(text: str, report: dict[str, Any], data: dict[str, list[dict[str, Any]]], group_by: str) -> None:
+def check_csv(text: str, report: dict[str, Any], data: dict[str, list[dict[str, Any]]], group_by: str,
+              window: Window = WHOLE) -> None:
     """The long table holds every figure of the expected rows (counted from the raw rows), and nothing else."""
     table = list(csv.DictReader(io.StringIO(text)))
     assert table and list(table[0]) == ["section", "day", "attributed", "network", "campaign", "country",
@@ -294,7 +316,7 @@ def check_csv(text: str, report: dict[str, Any], data: dict[str, list[dict[str, 
     want: dict[tuple[str, ...], float] = {}
     for name, expected in EXPECTED.items():
         keys = KEYS[name][group_by]
-        for key, figures in expected(data, group_by).items():
+        for key, figures in expected(data, group_by, window).items():
             base = {"network" if k == "ad_network_id" else k: cell(v) for k, v in zip(keys, key, strict=True)}
             for metric, value in figures.items():
                 if isinstance(value, dict):
@@ -315,8 +337,16 @@ def _csv_key(section: str, row: dict[str, str], metric: str) -> tuple[str, ...]:
 # ------------------------------------------------------------------------------------------- the store
 
 
+@dataclass
+class Loaded:
+    store: AdminStore
+    data: dict[str, list[dict[str, Any]]]
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+
 @pytest.fixture(params=["postgresql", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[AdminStore, dict[str, Any]]]:
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Loaded]:
     if request.param == "postgresql":
         url = request.getfixturevalue("migrated_pg_url")
     else:
@@ -326,26 +356,114 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Admi
     sessions = make_sessionmaker(engine)
     data = dataset()
     load(sessions, data)
-    yield AdminStore(sessions, None), data
+    yield Loaded(AdminStore(sessions, None), data, engine, sessions)
     engine.dispose()
 
 
-def test_every_group_by_matches_the_rows_in_json_and_csv(store: tuple[AdminStore, dict[str, Any]]) -> None:
-    admin_store, data = store
+def test_every_group_by_matches_the_rows_in_json_and_csv(store: Loaded) -> None:
     for group_by in GROUP_BYS:
-        report = admin_store.report(ReportRequest(APP, FROM_MS, TO_MS, cast(GroupBy, group_by)))
-        check_report(report, data, group_by)
-        check_csv(report_csv(report), report, data, group_by)
+        report = store.store.report(ReportRequest(APP, FROM_MS, TO_MS, cast(GroupBy, group_by)))
+        check_report(report, store.data, group_by)
+        check_csv(report_csv(report), report, store.data, group_by)
     # the data set reaches every kind of figure (a report of zeros would pass the comparisons above too)
-    report = admin_store.report(ReportRequest(APP, FROM_MS, TO_MS, "day"))
+    report = store.store.report(ReportRequest(APP, FROM_MS, TO_MS, "day"))
     assert report["installs"]["totals"]["reinstalls"] > 0 and report["installs"]["totals"]["organic"] > 0
     assert all(report["forwards"]["totals"][s] > 0 for s in STATUSES)
     skan = report["skan"]["totals"]
     assert skan["redownloads"] > 0 and skan["events"] > 0 and set(skan["revenue"]) == {"USD", "EUR"}
 
 
-def test_an_empty_range_and_an_unknown_app(store: tuple[AdminStore, dict[str, Any]]) -> None:
-    admin_store, _ = store
+# ---------------------------------------------------------------------------------------------- rollups
+
+ROLL = RollSettings(settle_ms=0, retention_days=dict.fromkeys(("installs", "audit_log", "skan_postbacks"), 3650))
+LATER = TO_MS + 10 * DAY  # every day of the data set is over, and rolled
+WINDOWS: tuple[Window, ...] = (WHOLE, (FROM_MS + 5 * 3_600_000, TO_MS - 3 * 3_600_000), (FROM_MS - DAY, TO_MS + DAY),
+                               (FROM_MS + DAY, FROM_MS + 2 * DAY))
+
+
+def oldest_day(data: dict[str, list[dict[str, Any]]], app_id: str) -> int:
+    times = [at for r in data["installs"] if r["app_id"] == app_id and not r["sandbox"]
+             for at in (r["installed_at_ms"], r["last_install_at_ms"] if r["last_install_event_id"] not in (
+                 None, r["event_id"]) else None) if at is not None]
+    times += [r["recorded_at_ms"] for r in data["audit"] if r["app_id"] == app_id]
+    times += [r["received_at_ms"] for r in data["skan"] if r["app_id"] == app_id]
+    return min(times) // DAY
+
+
+def check_every_window(store: Loaded, windows: tuple[Window, ...] = WINDOWS) -> None:
+    for window in windows:
+        for group_by in GROUP_BYS:
+            report = store.store.report(ReportRequest(APP, *window, cast(GroupBy, group_by)))
+            check_report(report, store.data, group_by, window)
+            if group_by == "day":
+                check_csv(report_csv(report), report, store.data, group_by, window)
+
+
+def test_rolled_up_days_answer_as_the_rows_do_and_outlive_them(store: Loaded) -> None:
+    result = roll_due(store.engine, ROLL, now_ms=LATER)
+    first = oldest_day(store.data, APP)
+    # both apps, every day from their oldest row's to the last one over
+    assert result.app_days == sum(LATER // DAY - oldest_day(store.data, app) for app in (APP, OTHER))
+    assert not result.busy_apps
+    with store.sessions() as session:
+        state = session.get(ReportRollupState, APP)
+        assert state is not None and (state.first_day, state.through_day) == (first, LATER // DAY - 1)
+        assert session.scalar(select(func.sum(ReportInstallDay.installs)).where(ReportInstallDay.app_id == APP)) == sum(
+            1 for r in store.data["installs"] if r["app_id"] == APP and not r["sandbox"])
+    check_every_window(store)
+    # A second round has nothing to do.
+    assert roll_due(store.engine, ROLL, now_ms=LATER).app_days == 0
+    # The rolled days are read from the rollups: with the raw rows gone (pruned), the figures of whole days stay.
+    with store.sessions.begin() as session:
+        for model in (Install, AuditEntry, SkanPostback):
+            session.execute(delete(model))
+    check_every_window(store, tuple(w for w in WINDOWS if w[0] % DAY == 0 and w[1] % DAY == 0))
+
+
+def test_a_day_changed_after_its_roll_is_answered_from_its_rows_until_rolled_again(store: Loaded) -> None:
+    roll_due(store.engine, ROLL, now_ms=LATER)
+    day2 = FROM_MS + DAY + 7_200_000
+    late_install = {"app_id": APP, "device_id": "device-late", "sandbox": False, "event_id": "ev-late",
+                    "installed_at_ms": day2, "attributed": True, "matched_by": "click_id", "network": "meta",
+                    "campaign": "spring", "last_install_event_id": "ev-late", "last_install_at_ms": day2}
+    late_audit = [{"audit_id": uuid.uuid4().hex, "app_id": APP, "event_id": "event-late", "event_name": "purchase",
+                   "network": "meta", "status": status, "attempts": 1, "recorded_at_ms": at}
+                  for status, at in (("retrying", day2), ("delivered", day2 + DAY))]  # delivered the day after
+    with store.sessions.begin() as session:  # what the attribution and audit writers do with late rows
+        session.execute(insert(Install), [late_install])
+        session.execute(insert(AuditEntry), late_audit)
+        assert mark_stale(session, "installs", [(APP, day2)], now_ms=LATER) == 1
+        assert mark_stale(session, "audit_log", [(APP, r["recorded_at_ms"]) for r in late_audit], now_ms=LATER) == 2
+        assert mark_stale(session, "audit_log", [(APP, LATER)], now_ms=LATER) == 0  # today: nothing to mark
+    store.data["installs"].append(late_install)
+    store.data["audit"].extend(late_audit)
+    check_every_window(store)  # the marked days from their rows
+    result = roll_due(store.engine, ROLL, now_ms=LATER)
+    assert result.app_days == 3  # installs' day 2; audit days 2, 3 (and 3's next day is 4: in the same marks)
+    with store.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(ReportStaleDay)) == 0
+    check_every_window(store)
+
+
+def test_two_rollers_at_once_roll_each_day_once(store: Loaded) -> None:
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: roll_due(store.engine, ROLL, now_ms=LATER), range(2)))
+    days = sum(LATER // DAY - oldest_day(store.data, app) for app in (APP, OTHER))
+    # every app-day rolled by one of them at least (the other one may roll some again, or find them busy)
+    assert sum(r.app_days for r in results) >= days or any(r.busy_apps for r in results)
+    roll_due(store.engine, ROLL, now_ms=LATER)  # what a busy app had left
+    with store.sessions() as session:
+        per_day = session.execute(select(ReportInstallDay.day, ReportInstallDay.attributed, ReportInstallDay.network,
+                                         ReportInstallDay.campaign, func.count())
+                                  .where(ReportInstallDay.app_id == APP)
+                                  .group_by(ReportInstallDay.day, ReportInstallDay.attributed,
+                                            ReportInstallDay.network, ReportInstallDay.campaign)).all()
+    assert per_day and all(row[-1] == 1 for row in per_day), "a key written twice for one day"
+    check_every_window(store)
+
+
+def test_an_empty_range_and_an_unknown_app(store: Loaded) -> None:
+    admin_store = store.store
     later = TO_MS + 30 * DAY
     report = admin_store.report(ReportRequest(APP, later, later + DAY, "network"))
     for name in EXPECTED:

@@ -24,12 +24,13 @@ from services.attribution.consumer import SERVICE, TOPICS, AttributionHandler
 from services.gateway.click_input import click_record
 from services.gateway.event_input import parse_events, raw_event_record
 from shared.avro import codec
-from shared.db.models import App, Click, Install
+from shared.db.models import App, Click, Install, ReportStaleDay
 from shared.db.session import make_engine, make_sessionmaker
 from shared.kafka.consumer import ConsumerRunner, Handler
 from shared.kafka.producer import SyncProducer
 from shared.kafka.records import Headers, InRecord, OutRecord, header
 from shared.kafka.topics import CLICKS_RAW, EVENTS_ATTRIBUTED, EVENTS_RAW
+from shared.reports.figures import DAY_MS
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -415,3 +416,15 @@ def test_through_the_consumer_loop_bad_records_become_dead_letters_and_the_rest_
     # Every message is checkpointed, the dead-lettered ones included.
     (commit,) = consumer.commits
     assert {(tp.topic, tp.offset) for tp in commit} == {(CLICKS_RAW, click.offset + 1), (EVENTS_RAW, 91)}
+
+
+def test_an_install_dated_on_a_day_already_over_marks_it_for_the_reports_roller(
+        sessions: sessionmaker[Session]) -> None:
+    feed = Feed()
+    handler = AttributionHandler(sessions, codec())
+    two_days_ago = NOW - 2 * DAY_MS
+    handler([feed.event("install-today", {"device_id": "dev-today", "os": "android"}),
+             feed.event("install-late", {"device_id": "dev-late", "os": "android"}, at_ms=two_days_ago)])
+    with sessions() as session:
+        marks = session.execute(select(ReportStaleDay.app_id, ReportStaleDay.day, ReportStaleDay.source)).all()
+    assert [tuple(m) for m in marks] == [(APP, two_days_ago // DAY_MS, "installs")]  # the late one only

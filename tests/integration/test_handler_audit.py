@@ -16,10 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from services.audit.consumer import SERVICE, TOPICS, AuditHandler
 from shared.avro import codec
-from shared.db.models import AuditEntry
+from shared.db.models import AuditEntry, ReportStaleDay
 from shared.db.session import make_engine, make_sessionmaker
 from shared.kafka.records import InRecord, header
 from shared.kafka.topics import AUDIT_RECORDS
+from shared.reports.figures import DAY_MS
 from tests.integration.test_handler_attribution import through_the_loop
 
 pytestmark = pytest.mark.timeout(60)
@@ -124,3 +125,17 @@ def test_a_record_of_an_unexpected_schema_is_dead_lettered_by_the_loop_and_the_r
 def test_an_empty_batch_writes_nothing(sessions: sessionmaker[Session]) -> None:
     assert AuditHandler(sessions)([]) == []
     assert rows(sessions) == {}
+
+
+def stale_marks(sessions: sessionmaker[Session]) -> list[tuple[str, int, str]]:
+    with sessions() as session:
+        return sorted(session.execute(select(ReportStaleDay.app_id, ReportStaleDay.day, ReportStaleDay.source)).all())
+
+
+def test_rows_of_a_day_already_over_mark_it_for_the_reports_roller(sessions: sessionmaker[Session]) -> None:
+    feed = Feed()
+    yesterday = NOW - DAY_MS
+    AuditHandler(sessions)([feed.audit("a-1"), feed.audit("a-2", recorded_at_ms=yesterday),
+                            feed.audit("a-3", app_id="app_b", recorded_at_ms=yesterday - 1)])
+    assert stale_marks(sessions) == [("app_a", yesterday // DAY_MS, "audit_log"),
+                                     ("app_b", (yesterday - 1) // DAY_MS, "audit_log")]  # today's row: none

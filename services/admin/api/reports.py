@@ -17,13 +17,14 @@ from services.admin.openapi import operation
 from services.admin.stores.reports import DAY_MS, GROUP_BYS, GroupBy, ReportRequest
 from shared.errors import InputError
 from shared.openapi import Answer, documented
+from shared.reports.figures import MAX_RANGE_DAYS
 from shared.runtime import now_ms
 from shared.web import error_response, json_response
 
 PARAMETERS = ("from", "to", "group_by", "format")
 FORMATS = ("json", "csv")
 DEFAULT_DAYS = 7
-MAX_DAYS = 366
+MAX_DAYS = MAX_RANGE_DAYS
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _EPOCH_MS = re.compile(r"\d{1,15}")
 LATEST_MS = 253_401_609_600_000  # 9999-12-24T00:00:00Z: a range (7 days from it by default) stays a datetime

@@ -1,29 +1,12 @@
 """An app's report (GET /admin/v1/apps/{app_id}/report): installs, conversions, forwards and SKAN over a time
-range, each section one or two GROUP BY queries answered by the database (the rows it returns are already
-aggregates: a few per day, network, campaign or status, never one per install or event). Each query reads one
-app's time range from an index of migration 0011; on PostgreSQL the six queries run two at a time on connections
-of their own (each sees its own snapshot), with the planner settings of `_on_postgres`. The figures, and how the
-report scales: docs/benchmarks.md, "App report".
+range. What each figure counts, and what it cannot say: shared/reports/figures.py.
 
-Where each figure comes from, and what it cannot say:
-
-- installs (table installs, one row per device and mode): live traffic only, sandbox (pk_test_) rows excluded.
-  An install counts on the day of `installed_at_ms` (a re-attribution moves the row there). `attributed`
-  false is organic. Reinstalls: the table keeps only a device's latest reinstall (`last_install_event_id`,
-  `last_install_at_ms`, the install row's attribution kept), so the figure is the devices whose latest reinstall
-  falls in the range, counted on its day; earlier reinstalls of the same device were overwritten.
-- conversions (table audit_log): apprefer stores no table of raw events; an event is known from the audit
-  rows the fanout and the forwarders write for each enabled integration (an app without integrations has none).
-  A conversion is a distinct event id per event name, counted on the day of its first audit row in the range;
-  sandbox events (status `sandbox`) and the SKAN forwards (their ids are postback ids) are left out.
-  `delivered`: those delivered to at least one network. Revenue: no table holds an event's revenue (it travels in
-  the Kafka records only; audit_log has no revenue column), so it is answered null, with `revenue_recorded` false.
-- forwards (audit_log): audit rows per network and status, SKAN forwards included. Each attempt that will be
-  retried is a `retrying` row: the statuses count outcomes, not events.
-- skan (skan_postbacks): the app's postbacks per ad network id and campaign (`source-identifier`, SKAN 4, else
-  `campaign-id`), counted on the day received: postbacks, those counted as installs, the decoded install and
-  redownload records, event occurrences (each event record's `count`) and the decoded revenue (each event
-  record's `revenue`, the midpoint of its range) per currency.
+A range is answered in two parts (shared/reports/rollups.py `plan`): its whole days that are rolled up (closed,
+rolled by the roller, not marked stale since) from the rollup tables, a few rows per day, and the rest (today,
+a partial first or last day, a day not rolled yet) from the raw rows, with the same queries the roller rolls
+with; the parts are summed here. So a long range costs about what its open day costs. On PostgreSQL the queries
+run REPORT_PARALLEL at once on connections of their own, with the planner settings of `tune_for_reports`. The
+figures, and how the report scales: docs/benchmarks.md, "App report".
 
 group_by applies where a section records the dimension; elsewhere the section keeps its other keys and says
 why in `grouped_by` (null) and `notes` (NOT_GROUPED). Country: no install, event or forward records one (the SDK's
@@ -43,40 +26,24 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Literal
 
-from sqlalchemy import (
-    BigInteger,
-    ColumnElement,
-    Float,
-    Integer,
-    String,
-    and_,
-    case,
-    cast,
-    column,
-    func,
-    literal_column,
-    select,
-    text,
-    true,
-)
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.admin.stores.base import StoreBase
-from shared.db.models import AuditEntry, Install, SkanPostback
+from shared.db.models import ReportRollupState, ReportStaleDay
 from shared.forwarding.audit import STATUSES
-from shared.networks.registry import registry
-from shared.networks.spec import Feed
+from shared.reports import figures, rollups
+from shared.reports.figures import DAY_MS, Span, tune_for_reports
+from shared.reports.rollups import DayRun, Plan
 
 GroupBy = Literal["day", "network", "campaign", "country"]
 GROUP_BYS: tuple[GroupBy, ...] = ("day", "network", "campaign", "country")
-DAY_MS = 86_400_000
-REPORT_WORK_MEM = "64MB"  # per hash aggregate of a report's queries (PostgreSQL's default 4MB spills to disk)
-REPORT_RANDOM_PAGE_COST = "1.1"  # PostgreSQL's advice for SSDs and cached data (its default 4.0: spinning disks)
 REPORT_PARALLEL = 2  # PostgreSQL: connections a report uses at once (of the pool's 5 + 5 overflow)
 FORWARD_STATUSES = ("delivered", "rejected", "dead_lettered", "sandbox", "skipped", "retrying")
 assert set(FORWARD_STATUSES) == set(STATUSES), "a new audit status: add it to the report"
 
-# The key columns of each section's rows, per group_by (the route's docstring shows them too).
+# The key columns of each section's rows, per group_by (the route's docstring shows them too). Each is a subset
+# of the section's figures.ROLLUP_KEYS, so any of them sums rollup rows.
 INSTALL_KEYS: dict[str, tuple[str, ...]] = {
     "day": ("day", "attributed", "network", "campaign"),
     "network": ("attributed", "network"),
@@ -117,8 +84,8 @@ NOTES = {
                  "reinstalls: devices whose latest reinstall falls in the range (only the latest is stored), "
                  "counted on its day, with the install's attribution"],
     "conversions": ["distinct events per event name, from the audit log (events handled for at least one enabled "
-                    "integration), counted on the day of their first audit row in the range; sandbox events and "
-                    "SKAN forwards excluded; delivered: to at least one network",
+                    "integration), each counted on the day of its first audit row; delivered: each event counted on "
+                    "the day of its first delivery to any network; sandbox events and SKAN forwards excluded",
                     "revenue is not recorded: no table stores an event's revenue (revenue null)"],
     "forwards": ["audit rows per network and status, SKAN forwards included: every retried attempt is a "
                  "retrying row"],
@@ -126,6 +93,8 @@ NOTES = {
              "ad-network-country-code enrichment, null when not sent",
              "revenue: the decoded event records' revenue (midpoint of each range), per currency"],
 }
+SECTION_KEYS = {"installs": INSTALL_KEYS, "conversions": CONVERSION_KEYS, "forwards": FORWARD_KEYS,
+                "skan": SKAN_KEYS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,39 +110,62 @@ def day_of(day_number: int) -> str:
     return datetime.fromtimestamp(day_number * DAY_MS / 1000, tz=UTC).date().isoformat()
 
 
-def _day(column: Any) -> ColumnElement[Any]:
-    """The UTC day number of an epoch-ms column: integer division on both dialects (no bound parameter, so the
-    SELECT and GROUP BY expressions are the same to PostgreSQL)."""
-    return (column // literal_column(str(DAY_MS), BigInteger)).label("day")
+RawQuery = Callable[[Session, Span, Sequence[str]], list[Any]]
+RolledQuery = Callable[[Session, str, Sequence[DayRun], Sequence[str]], list[Any]]
+# Per source table: (figure, section, the raw query, the rollup query standing for it). Installs and reinstalls
+# are one rollup read (both figures per row); its rows are taken as both.
+FIGURES: dict[str, list[tuple[str, str, RawQuery, RolledQuery | None]]] = {
+    "installs": [("installs", "installs", figures.install_counts, rollups.rolled_installs),
+                 ("reinstalls", "installs", figures.reinstall_counts, None)],
+    "audit_log": [("conversions", "conversions", figures.conversion_counts, rollups.rolled_conversions),
+                  ("forwards", "forwards", figures.forward_counts, rollups.rolled_forwards)],
+    "skan_postbacks": [("skan_postbacks", "skan", figures.skan_postback_counts, rollups.rolled_skan_postbacks),
+                       ("skan_records", "skan", figures.skan_record_counts, rollups.rolled_skan_records)],
+}
+Task = Callable[[Session], tuple[str, list[Any]]]
 
 
-def _count_if(condition: ColumnElement[bool]) -> ColumnElement[Any]:
-    return func.sum(case((condition, 1), else_=0))
+def plans(request: ReportRequest, state: tuple[int, int] | None, stale: Iterable[Any]
+          ) -> dict[str, Plan]:
+    """Per source table, the range's rolled runs and raw spans: a day is rolled when it lies in the app's rolled
+    span and no mark of the source names it (an audit_log mark also the day after: see roller.plan_app)."""
+    marked: dict[str, set[int]] = {source: set() for source in FIGURES}
+    for day, source in stale:
+        marked.setdefault(source, set()).add(day)
+        if source == "audit_log":
+            marked[source].add(day + 1)
+    found = {}
+    for source, days in marked.items():
+        found[source] = (Plan([], [(request.from_ms, request.to_ms)]) if state is None
+                         else rollups.plan(request.from_ms, request.to_ms, _rolled_day(*state, days)))
+    return found
 
 
-def _skan_networks() -> list[str]:
-    return sorted(spec.name for spec in registry().fed_by(Feed.SKAN))
-
-
-Query = Callable[[Session, ReportRequest], list[Any]]
+def _rolled_day(first: int, through: int, stale: set[int]) -> Callable[[int], bool]:
+    return lambda day: first <= day <= through and day not in stale
 
 
 class ReportsStore(StoreBase):
     def report(self, request: ReportRequest) -> dict[str, Any]:
-        queries: dict[str, Query] = {  # the longest first
-            "conversions": _conversion_counts, "forwards": _forward_counts, "skan_records": _skan_record_counts,
-            "installs": _install_counts, "skan_postbacks": _skan_postback_counts, "reinstalls": _reinstall_counts}
         with self._sessions() as session:
             self._require_app(session, request.app_id)
             postgres = session.get_bind().dialect.name == "postgresql"
+            state_row = session.get(ReportRollupState, request.app_id)
+            state = (state_row.first_day, state_row.through_day) if state_row is not None else None
+            stale = session.execute(select(ReportStaleDay.day, ReportStaleDay.source).where(
+                ReportStaleDay.app_id == request.app_id, ReportStaleDay.day >= request.from_ms // DAY_MS - 1,
+                ReportStaleDay.day <= request.to_ms // DAY_MS)).all()
+            tasks = _tasks(request, plans(request, state, stale))
             if not postgres:  # one file, one writer at a time: the queries one after the other
-                found = {name: query(session, request) for name, query in queries.items()}
+                done = [task(session) for task in tasks]
         if postgres:
             # The queries are independent: on connections of their own, REPORT_PARALLEL at once (each sees its own
             # snapshot; the consumers write these tables apart anyway).
             with ThreadPoolExecutor(REPORT_PARALLEL, thread_name_prefix="report") as pool:
-                futures = {name: pool.submit(self._on_postgres, query, request) for name, query in queries.items()}
-                found = {name: future.result() for name, future in futures.items()}
+                done = list(pool.map(self._on_postgres, tasks))
+        found: dict[str, list[Any]] = {name: [] for source in FIGURES.values() for name, *_ in source}
+        for name, rows in done:
+            found[name].extend(rows)
         group_by = request.group_by
         sections = {
             "installs": _installs(INSTALL_KEYS[group_by], found["installs"], found["reinstalls"]),
@@ -197,138 +189,29 @@ class ReportsStore(StoreBase):
             **sections,
         }
 
-    def _on_postgres(self, query: Query, request: ReportRequest) -> list[Any]:
+    def _on_postgres(self, task: Task) -> tuple[str, list[Any]]:
         with self._sessions() as session:
-            # For this transaction only, in one round trip: no JIT (compiling costs more than these queries take,
-            # and the planner's estimate of a JSON expansion would switch it on); hash aggregates kept in memory;
-            # pages costed as the cached/SSD reads they are, so that the planner takes the report indexes'
-            # index-only scans (migration 0011) over a time index plus the table (at the default 4.0 it does not:
-            # a third less work for the same answer, measured in docs/benchmarks.md).
-            session.execute(text("SELECT set_config('jit', 'off', true), set_config('work_mem', :work_mem, true), "
-                                 "set_config('random_page_cost', :page_cost, true)"),
-                            {"work_mem": REPORT_WORK_MEM, "page_cost": REPORT_RANDOM_PAGE_COST})
-            return query(session, request)
+            tune_for_reports(session)
+            return task(session)
 
 
-# ------------------------------------------------------------------------------------------------ the queries
-# Each one GROUP BY, the key columns selected first in the section's key order (see _key_reader).
-
-
-def _install_columns(keys: Sequence[str], day_column: Any) -> list[ColumnElement[Any]]:
-    available: dict[str, ColumnElement[Any]] = {
-        "day": _day(day_column), "attributed": Install.attributed.label("attributed"),
-        "network": Install.network.label("network"), "campaign": Install.campaign.label("campaign")}
-    return [available[k] for k in keys]
-
-
-def _install_counts(session: Session, request: ReportRequest) -> list[Any]:
-    chosen = _install_columns(INSTALL_KEYS[request.group_by], Install.installed_at_ms)
-    return list(session.execute(
-        select(*chosen, func.count().label("n"))
-        .where(Install.app_id == request.app_id, ~Install.sandbox,
-               Install.installed_at_ms >= request.from_ms, Install.installed_at_ms < request.to_ms)
-        .group_by(*chosen)))
-
-
-def _reinstall_counts(session: Session, request: ReportRequest) -> list[Any]:
-    # Live rows whose latest install event is not the one that set the row, counted on that event's day: the
-    # partial index ix_installs_report_reinstalls (its predicate is this WHERE as each dialect renders it).
-    chosen = _install_columns(INSTALL_KEYS[request.group_by], Install.last_install_at_ms)
-    return list(session.execute(
-        select(*chosen, func.count().label("n"))
-        .where(Install.app_id == request.app_id, ~Install.sandbox, Install.last_install_event_id != Install.event_id,
-               Install.last_install_at_ms >= request.from_ms, Install.last_install_at_ms < request.to_ms)
-        .group_by(*chosen)))
-
-
-def _conversion_counts(session: Session, request: ReportRequest) -> list[Any]:
-    by_day = "day" in CONVERSION_KEYS[request.group_by]
-    # One row per event: its name (a dead letter's replay audits it without one), when it was first audited in the
-    # range (by day only), whether it was delivered to at least one network.
-    first = [func.min(AuditEntry.recorded_at_ms).label("first_ms")] if by_day else []
-    events = (
-        select(AuditEntry.event_id, func.max(AuditEntry.event_name).label("event_name"), *first,
-               func.max(case((AuditEntry.status == "delivered", 1), else_=0)).label("delivered"))
-        .where(AuditEntry.app_id == request.app_id,
-               AuditEntry.recorded_at_ms >= request.from_ms, AuditEntry.recorded_at_ms < request.to_ms,
-               AuditEntry.status != "sandbox", AuditEntry.network.not_in(_skan_networks()))
-        .group_by(AuditEntry.event_id)
-        .subquery("events"))
-    chosen = [_day(events.c.first_ms)] if by_day else []
-    chosen.append(events.c.event_name.label("event_name"))
-    return list(session.execute(
-        select(*chosen, func.count().label("events"), func.sum(events.c.delivered).label("delivered"))
-        .group_by(*chosen)))
-
-
-def _forward_counts(session: Session, request: ReportRequest) -> list[Any]:
-    available: dict[str, ColumnElement[Any]] = {
-        "day": _day(AuditEntry.recorded_at_ms), "network": AuditEntry.network.label("network")}
-    chosen = [*(available[k] for k in FORWARD_KEYS[request.group_by]), AuditEntry.status.label("status")]
-    return list(session.execute(
-        select(*chosen, func.count().label("n"))
-        .where(AuditEntry.app_id == request.app_id,
-               AuditEntry.recorded_at_ms >= request.from_ms, AuditEntry.recorded_at_ms < request.to_ms)
-        .group_by(*chosen)))
-
-
-def _skan_columns(request: ReportRequest) -> tuple[list[ColumnElement[Any]], ColumnElement[bool]]:
-    postback = SkanPostback.postback
-    available: dict[str, ColumnElement[Any]] = {
-        "day": _day(SkanPostback.received_at_ms),
-        "ad_network_id": SkanPostback.ad_network_id.label("ad_network_id"),
-        "campaign": func.coalesce(cast(postback["source-identifier"].as_string(), String),
-                                  cast(postback["campaign-id"].as_string(), String)).label("campaign"),
-        "country": cast(postback["ad-network-country-code"].as_string(), String).label("country"),
-    }
-    in_range = and_(SkanPostback.app_id == request.app_id, SkanPostback.received_at_ms >= request.from_ms,
-                    SkanPostback.received_at_ms < request.to_ms)
-    return [available[k] for k in SKAN_KEYS[request.group_by]], in_range
-
-
-def _skan_postback_counts(session: Session, request: ReportRequest) -> list[Any]:
-    chosen, in_range = _skan_columns(request)
-    return list(session.execute(
-        select(*chosen, func.count().label("postbacks"),
-               _count_if(SkanPostback.counted_as_install.is_(True)).label("counted"))
-        .where(in_range).group_by(*chosen)))
-
-
-def _skan_record_counts(session: Session, request: ReportRequest) -> list[Any]:
-    """The decoded records of the postbacks counted as installs, per key, kind and currency: records, their
-    occurrences (sum of `count`) and revenue. The keys are computed once per postback (the subquery), then the
-    records array expanded: json_to_recordset on PostgreSQL (one parse per postback, typed fields; the column
-    is `json`), json_each on SQLite."""
-    chosen, in_range = _skan_columns(request)
-    postbacks = (select(*chosen, SkanPostback.records.label("records"))
-                 .where(in_range, SkanPostback.counted_as_install.is_(True)))
-    kind: ColumnElement[Any]
-    currency: ColumnElement[Any]
-    count: ColumnElement[Any]
-    revenue: ColumnElement[Any]
-    if session.get_bind().dialect.name == "postgresql":
-        # OFFSET 0 keeps PostgreSQL from pulling the subquery up, which would compute the keys (JSON look-ups in
-        # the postback) once per record instead of once per postback.
-        keyed = postbacks.offset(0).subquery("postback")
-        record: Any = func.json_to_recordset(keyed.c.records).table_valued(
-            column("kind", String), column("count", Integer), column("revenue", Float), column("currency", String),
-        ).render_derived(name="record", with_types=True)
-        kind, currency, count, revenue = record.c.kind, record.c.currency, record.c.count, record.c.revenue
-    else:
-        keyed = postbacks.subquery("postback")
-        record = func.json_each(keyed.c.records).table_valued("value").alias("record")
-
-        def field(name: str) -> ColumnElement[Any]:
-            return func.json_extract(record.c.value, literal_column(f"'$.{name}'"))
-
-        kind, currency = field("kind"), field("currency")
-        count, revenue = cast(field("count"), Integer), cast(field("revenue"), Float)
-    outer = [keyed.c[c.name] for c in chosen]
-    return list(session.execute(
-        select(*outer, kind.label("kind"), currency.label("currency"), func.count().label("records"),
-               func.sum(count).label("occurrences"), func.sum(revenue).label("revenue"))
-        .select_from(keyed).join(record, true())
-        .group_by(*outer, kind, currency)))
+def _tasks(request: ReportRequest, found: dict[str, Plan]) -> list[Task]:
+    """One query per figure and part of the range: the rollup read of its runs, a raw query per raw span. The
+    raw ones first: they take longest."""
+    raw: list[Task] = []
+    rolled: list[Task] = []
+    for source, source_figures in FIGURES.items():
+        planned = found[source]
+        for name, section, raw_query, rolled_query in source_figures:
+            keys = SECTION_KEYS[section][request.group_by]
+            for from_ms, to_ms in planned.spans:
+                span = Span(request.app_id, from_ms, to_ms)
+                raw.append(lambda s, n=name, q=raw_query, sp=span, k=keys: (n, q(s, sp, k)))  # type: ignore[misc]
+            if planned.runs and rolled_query is not None:
+                runs = planned.runs
+                rolled.append(lambda s, n=name, q=rolled_query, r=runs, k=keys: (  # type: ignore[misc]
+                    n, q(s, request.app_id, r, k)))
+    return raw + rolled
 
 
 # ------------------------------------------------------------------------------------------- the sections
@@ -336,15 +219,26 @@ def _skan_record_counts(session: Session, request: ReportRequest) -> list[Any]:
 
 
 def _installs(keys: Sequence[str], installs: list[Any], reinstalls: list[Any]) -> dict[str, Any]:
+    """installs: the raw query's rows (n) and the rollup read's (installs, reinstalls); reinstalls: raw (n)."""
     rows: dict[tuple[Any, ...], dict[str, Any]] = {}
     key_of = _key_reader(keys)
-    for found, figure in ((installs, "installs"), (reinstalls, "reinstalls")):
-        for r in found:
-            values = key_of(r)
-            row = rows.get(values)
-            if row is None:
-                row = rows[values] = {**dict(zip(keys, values, strict=True)), "installs": 0, "reinstalls": 0}
-            row[figure] += r.n
+
+    def row_of(found: Any) -> dict[str, Any]:
+        values = key_of(found)
+        row = rows.get(values)
+        if row is None:
+            row = rows[values] = {**dict(zip(keys, values, strict=True)), "installs": 0, "reinstalls": 0}
+        return row
+
+    for r in installs:
+        row = row_of(r)
+        if "n" in r._fields:
+            row["installs"] += r.n
+        else:
+            row["installs"] += int(r.installs)
+            row["reinstalls"] += int(r.reinstalls)
+    for r in reinstalls:
+        row_of(r)["reinstalls"] += r.n
     ordered = _sorted(rows.values(), keys)
     attributed = sum(r["installs"] for r in ordered if r["attributed"])
     total = sum(r["installs"] for r in ordered)
@@ -354,12 +248,20 @@ def _installs(keys: Sequence[str], installs: list[Any], reinstalls: list[Any]) -
 
 
 def _conversions(keys: Sequence[str], found: list[Any]) -> dict[str, Any]:
+    rows: dict[tuple[Any, ...], dict[str, Any]] = {}
     key_of = _key_reader(keys)
-    rows = _sorted(({**dict(zip(keys, key_of(r), strict=True)), "events": int(r.events),
-                     "delivered": int(r.delivered or 0), "revenue": None} for r in found), keys)
-    totals = {"events": sum(r["events"] for r in rows), "delivered": sum(r["delivered"] for r in rows),
+    for r in found:
+        values = key_of(r)
+        row = rows.get(values)
+        if row is None:
+            row = rows[values] = {**dict(zip(keys, values, strict=True)), "events": 0, "delivered": 0,
+                                  "revenue": None}
+        row["events"] += int(r.events or 0)
+        row["delivered"] += int(r.delivered or 0)
+    ordered = _sorted(rows.values(), keys)
+    totals = {"events": sum(r["events"] for r in ordered), "delivered": sum(r["delivered"] for r in ordered),
               "revenue": None}
-    return {"keys": list(keys), "rows": rows, "totals": totals, "revenue_recorded": False}
+    return {"keys": list(keys), "rows": ordered, "totals": totals, "revenue_recorded": False}
 
 
 def _forwards(keys: Sequence[str], found: list[Any]) -> dict[str, Any]:
