@@ -43,6 +43,9 @@ TARGETS: tuple[tuple[str, float | None, bool], ...] = (
     ("report_p95_ms", 200.0, False),
     ("report_30d_p95_ms", None, False),
     ("report_90d_p95_ms", None, False),
+    ("report_raw_p95_ms", None, False),
+    ("report_raw_over_rolled", None, True),
+    ("report_rollup_s", None, False),
     ("dashboard_p95_ms", 300.0, False),
 )
 

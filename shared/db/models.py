@@ -314,6 +314,26 @@ class DashboardSession(Base):
 _ID = BigInteger().with_variant(Integer, "sqlite")
 
 
+class AuditEvent(Base):
+    """One row per event the audit log knows of for the report's conversions (neither sandbox nor a SKAN forward):
+    its first audit row's time, its first delivery's and its name. Kept by the audit writer with the smallest
+    times and the greatest name seen (shared/reports/events.py): the same answer whatever order, and however
+    often, its rows arrive."""
+
+    __tablename__ = "audit_events"
+
+    app_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    event_name: Mapped[str | None] = mapped_column(String(100))
+    first_ms: Mapped[int] = mapped_column(BigInteger)
+    delivered_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+# A report's conversions read one app's span of first audit rows, and of first deliveries, from the index alone.
+Index("ix_audit_events_first", AuditEvent.app_id, AuditEvent.first_ms, postgresql_include=("event_name",))
+Index("ix_audit_events_delivered", AuditEvent.app_id, AuditEvent.delivered_ms, postgresql_include=("event_name",))
+
+
 class ReportRollupState(Base):
     """Per app, the days rolled up: [first_day, through_day], each closed when rolled. A day in the span that is
     marked stale (report_stale_days) is answered from the raw rows until it is rolled again."""
@@ -337,7 +357,7 @@ class ReportStaleDay(Base):
     id: Mapped[int] = mapped_column(_ID, primary_key=True)
     app_id: Mapped[str] = mapped_column(String(40))
     day: Mapped[int] = mapped_column(Integer)
-    source: Mapped[str] = mapped_column(String(20))  # installs | audit_log | skan_postbacks
+    source: Mapped[str] = mapped_column(String(20))  # installs | audit_log | audit_events | skan_postbacks
     marked_at_ms: Mapped[int] = mapped_column(BigInteger)
 
 

@@ -2,15 +2,17 @@
 report reads for the days not rolled up, and what the roller writes for each day it rolls (at ROLLUP_KEYS).
 
 Each query is one GROUP BY (the key columns selected first, in the keys' order) whose rows are aggregates
-already: a few per day, network, campaign or status. Each reads one app's span from an index of migration 0011.
+already: a few per day, network, campaign or status. Each reads one app's span from an index of migration 0011
+(conversions: 0014).
 
 - installs (table installs, one row per device and mode): live rows only (sandbox, pk_test_, left out), on the
   day of `installed_at_ms` (a re-attribution moves the row there). Reinstalls: only a device's latest reinstall
   is stored (`last_install_event_id`, `last_install_at_ms`), counted on its day with the install's attribution.
-- conversions (audit_log): an event is known from the audit rows written for each enabled integration. It
-  counts once, on the day of its first audit row; `delivered` counts it once, on the day of its first delivered
-  row. So a range's figures are the sum of its days' (an event retried across midnight is not counted twice).
-  Sandbox rows and the SKAN forwards (their ids are postback ids) are left out.
+- conversions (audit_events, kept from the audit rows by the audit writer: shared/reports/events.py): an event
+  is known from the audit rows written for each enabled integration. It counts once, on the day of its first
+  audit row; `delivered` counts it once, on the day of its first delivered row. So a range's figures are the sum
+  of its days' (an event retried across midnight is not counted twice). Sandbox rows and the SKAN forwards
+  (their ids are postback ids) are left out.
 - forwards (audit_log): audit rows per network and status, SKAN forwards included.
 - skan (skan_postbacks): postbacks per ad network id, campaign (`source-identifier`, SKAN 4, else
   `campaign-id`) and country (`ad-network-country-code`), on the day received; the decoded records of those
@@ -43,9 +45,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from shared.db.models import AuditEntry, Install, SkanPostback
-from shared.networks.registry import registry
-from shared.networks.spec import Feed
+from shared.db.models import AuditEntry, AuditEvent, Install, SkanPostback
 
 DAY_MS = 86_400_000
 MAX_RANGE_DAYS = 366  # the longest range a report answers; the roller keeps rollups that far back
@@ -93,10 +93,6 @@ def _count_if(condition: ColumnElement[bool]) -> ColumnElement[Any]:
     return func.sum(case((condition, 1), else_=0))
 
 
-def _skan_networks() -> list[str]:
-    return sorted(spec.name for spec in registry().fed_by(Feed.SKAN))
-
-
 def _install_columns(keys: Sequence[str], day_column: Any) -> list[ColumnElement[Any]]:
     available: dict[str, ColumnElement[Any]] = {
         "day": day_number(day_column), "attributed": Install.attributed.label("attributed"),
@@ -127,30 +123,15 @@ def reinstall_counts(session: Session, span: Span, keys: Sequence[str]) -> list[
 
 def conversion_counts(session: Session, span: Span, keys: Sequence[str]) -> list[Any]:
     """keys..., events, delivered: the events whose first audit row is in the span, on its day, and those whose
-    first delivered row is, on its day. Each event of the span is looked up whole in ix_audit_app_event (its
-    first row, first delivery and name may lie outside the span): the figures do not depend on where a range
-    is cut."""
-    counted = (AuditEntry.app_id == span.app_id, AuditEntry.status != "sandbox",
-               AuditEntry.network.not_in(_skan_networks()))
-    in_span = (select(AuditEntry.event_id)
-               .where(*counted, AuditEntry.recorded_at_ms >= span.from_ms, AuditEntry.recorded_at_ms < span.to_ms)
-               .group_by(AuditEntry.event_id).cte("in_span"))
-    events = (
-        select(func.max(AuditEntry.event_name).label("event_name"),
-               func.min(AuditEntry.recorded_at_ms).label("first_ms"),
-               func.min(case((AuditEntry.status == "delivered", AuditEntry.recorded_at_ms))).label("delivered_ms"))
-        .join(in_span, AuditEntry.event_id == in_span.c.event_id)
-        .where(*counted)
-        .group_by(AuditEntry.event_id)
-        .cte("events"))
+    first delivery is, on its day (audit_events: two index ranges)."""
     by_day = "day" in keys
 
     def firsts_at(at: Any, is_event: int) -> Any:
-        return select(*([day_number(at)] if by_day else []), events.c.event_name.label("event_name"),
-                      literal(is_event).label("is_event"), literal(1 - is_event).label("is_delivery")
-                      ).where(at >= span.from_ms, at < span.to_ms)
+        return (select(*([day_number(at)] if by_day else []), AuditEvent.event_name.label("event_name"),
+                       literal(is_event).label("is_event"), literal(1 - is_event).label("is_delivery"))
+                .where(AuditEvent.app_id == span.app_id, at >= span.from_ms, at < span.to_ms))
 
-    firsts = union_all(firsts_at(events.c.first_ms, 1), firsts_at(events.c.delivered_ms, 0)).subquery("firsts")
+    firsts = union_all(firsts_at(AuditEvent.first_ms, 1), firsts_at(AuditEvent.delivered_ms, 0)).subquery("firsts")
     chosen = [firsts.c[k] for k in keys]
     return list(session.execute(
         select(*chosen, func.sum(firsts.c.is_event).label("events"),

@@ -12,8 +12,7 @@ its snapshot stay, and the day is rolled again next time.
 What is rolled, per app (state: the span [first_day, through_day] of rolled days):
 - new days: those closed since through_day; an app's first span starts at its oldest row (at most HORIZON_DAYS
   back) or, with no rows yet, at the next day to close;
-- stale days in the span: the marked table's sections again; a stale audit_log day also the day after it (an
-  event counts on the day of its first audit row: a late row can move it a day earlier);
+- stale days in the span: the marked table's sections again;
 - stale days before the span (a late event dated then): the span grows down to them, each day rolled;
 - never a day older than HORIZON_DAYS (the report's longest range) or a stale one older than its table's
   retention window (rows pruned: rolling it again would lose what the rollup still counts). Rollup rows past
@@ -67,7 +66,7 @@ class RollSettings:
     def from_settings(cls, settings: Settings) -> RollSettings:
         return cls(int(settings.rollup_settle_seconds * 1000), {
             "installs": settings.retention_installs_days, "audit_log": settings.retention_audit_days,
-            "skan_postbacks": settings.retention_skan_days})
+            "audit_events": settings.retention_audit_days, "skan_postbacks": settings.retention_skan_days})
 
 
 def snapshot_sessions(engine: Engine) -> sessionmaker[Session]:
@@ -117,12 +116,9 @@ def plan_app(app_id: str, first_day: int, through_day: int, marks: list[tuple[in
         if day < horizon or day < (now_ms // DAY_MS) - retention_days.get(source, HORIZON_DAYS):
             dropped.append(mark_id)
             continue
-        # An audit_log day's next day too: an event counts on the day of its first audit row, so a late row can
-        # move it from there (a new or earlier day is rolled whole anyway).
-        for stale_day in (day, day + 1) if source == "audit_log" else (day,):
-            if stale_day <= through_day and reasons.get(stale_day, "stale") == "stale":
-                work.setdefault(stale_day, set()).add(source)
-                reasons[stale_day] = "stale"
+        if reasons.get(day, "stale") == "stale":  # a new or earlier day is rolled whole anyway
+            work.setdefault(day, set()).add(source)
+            reasons[day] = "stale"
     # New days upwards, earlier days downwards (the span stays contiguous if a round stops half-way), stale ones
     # in between.
     order = ([d for d in sorted(work) if reasons[d] == "stale"]

@@ -1,6 +1,7 @@
 """Marking closed days stale: a writer that changes a report's rows of a day already over (a late event, an audit
 row written after midnight, a postback's second copy, an erasure) records the app-day in the same transaction,
-and the roller rolls that day's figures of the table again. Writes of today cost nothing: the roller has not
+and the roller rolls that day's figures of the table again (audit_events: the days an event moved between,
+shared/reports/events.py). Writes of today cost nothing: the roller has not
 rolled today yet, and rolls a day only once it has been over for APPREFER_ROLLUP_SETTLE_SECONDS, longer than a
 transaction begun before midnight takes to commit."""
 
@@ -18,7 +19,8 @@ from shared.reports.figures import DAY_MS
 # The tables the report reads, each the source of its sections' rollups.
 SOURCES: dict[str, tuple[str, ...]] = {
     "installs": ("installs",),
-    "audit_log": ("conversions", "forwards"),
+    "audit_events": ("conversions",),
+    "audit_log": ("forwards",),
     "skan_postbacks": ("skan",),
 }
 

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.admin.api.reports import report_csv
 from services.admin.store import AdminStore
 from services.admin.stores.reports import GroupBy, ReportRequest
+from services.audit.consumer import write_audit_rows
 from shared.db.migrate import upgrade
 from shared.db.models import App, AuditEntry, Install, ReportInstallDay, ReportRollupState, ReportStaleDay, SkanPostback
 from shared.db.session import make_engine, make_sessionmaker
@@ -143,7 +144,7 @@ def load(sessions: sessionmaker[Session], data: dict[str, list[dict[str, Any]]])
             session.add(App(app_id=app_id, name=app_id, platform="ios", created_at_ms=FROM_MS))
         session.flush()
         session.execute(insert(Install), data["installs"])
-        session.execute(insert(AuditEntry), data["audit"])
+        write_audit_rows(session, data["audit"], now_ms=FROM_MS - 10 * DAY)  # as the audit writer does
         session.execute(insert(SkanPostback), data["skan"])
 
 
@@ -431,15 +432,18 @@ def test_a_day_changed_after_its_roll_is_answered_from_its_rows_until_rolled_aga
                   for status, at in (("retrying", day2), ("delivered", day2 + DAY))]  # delivered the day after
     with store.sessions.begin() as session:  # what the attribution and audit writers do with late rows
         session.execute(insert(Install), [late_install])
-        session.execute(insert(AuditEntry), late_audit)
         assert mark_stale(session, "installs", [(APP, day2)], now_ms=LATER) == 1
-        assert mark_stale(session, "audit_log", [(APP, r["recorded_at_ms"]) for r in late_audit], now_ms=LATER) == 2
-        assert mark_stale(session, "audit_log", [(APP, LATER)], now_ms=LATER) == 0  # today: nothing to mark
+        assert mark_stale(session, "installs", [(APP, LATER)], now_ms=LATER) == 0  # today: nothing to mark
+        write_audit_rows(session, late_audit, now_ms=LATER)
+    with store.sessions() as session:
+        assert sorted(session.execute(select(ReportStaleDay.day, ReportStaleDay.source)).all()) == [
+            (day2 // DAY, "audit_events"), (day2 // DAY, "audit_log"), (day2 // DAY, "installs"),
+            (day2 // DAY + 1, "audit_events"), (day2 // DAY + 1, "audit_log")]
     store.data["installs"].append(late_install)
     store.data["audit"].extend(late_audit)
     check_every_window(store)  # the marked days from their rows
     result = roll_due(store.engine, ROLL, now_ms=LATER)
-    assert result.app_days == 3  # installs' day 2; audit days 2, 3 (and 3's next day is 4: in the same marks)
+    assert result.app_days == 2  # day 2 (installs, audit_log, audit_events) and day 3 (audit_log, audit_events)
     with store.sessions() as session:
         assert session.scalar(select(func.count()).select_from(ReportStaleDay)) == 0
     check_every_window(store)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from services.audit.consumer import SERVICE, TOPICS, AuditHandler
 from shared.avro import codec
-from shared.db.models import AuditEntry, ReportStaleDay
+from shared.db.models import AuditEntry, AuditEvent, ReportStaleDay
 from shared.db.session import make_engine, make_sessionmaker
 from shared.kafka.records import InRecord, header
 from shared.kafka.topics import AUDIT_RECORDS
@@ -137,5 +137,35 @@ def test_rows_of_a_day_already_over_mark_it_for_the_reports_roller(sessions: ses
     yesterday = NOW - DAY_MS
     AuditHandler(sessions)([feed.audit("a-1"), feed.audit("a-2", recorded_at_ms=yesterday),
                             feed.audit("a-3", app_id="app_b", recorded_at_ms=yesterday - 1)])
-    assert stale_marks(sessions) == [("app_a", yesterday // DAY_MS, "audit_log"),
+    day = yesterday // DAY_MS
+    assert stale_marks(sessions) == [("app_a", day, "audit_events"), ("app_a", day, "audit_log"),
+                                     ("app_b", (yesterday - 1) // DAY_MS, "audit_events"),
                                      ("app_b", (yesterday - 1) // DAY_MS, "audit_log")]  # today's row: none
+
+
+def audit_events(sessions: sessionmaker[Session]) -> dict[tuple[str, str], tuple[Any, ...]]:
+    with sessions() as session:
+        return {(r.app_id, r.event_id): (r.first_ms, r.delivered_ms, r.event_name)
+                for r in session.scalars(select(AuditEvent))}
+
+
+def test_audit_events_keep_each_events_first_row_and_first_delivery_whatever_the_order(
+        sessions: sessionmaker[Session]) -> None:
+    feed = Feed()
+    rows = [feed.audit("r-1", event_id="e-1", status="retrying", recorded_at_ms=NOW - 5000),
+            feed.audit("r-2", event_id="e-1", status="delivered", event_name="purchase", recorded_at_ms=NOW - 3000),
+            feed.audit("r-3", event_id="e-1", network="tiktok", status="delivered", recorded_at_ms=NOW - 4000),
+            feed.audit("r-4", event_id="e-2", status="sandbox", recorded_at_ms=NOW),  # a pk_test_ event: none
+            feed.audit("r-5", event_id="pb-1", network="skan_postback", recorded_at_ms=NOW)]  # a postback: none
+    handler = AuditHandler(sessions)
+    handler(rows[2:])  # the later rows first
+    handler(rows[:2])
+    handler(rows)  # and all of them again
+    assert audit_events(sessions) == {("app_a", "e-1"): (NOW - 5000, NOW - 4000, "purchase")}
+    assert stale_marks(sessions) == []  # all of today
+
+    # A row audited late, of yesterday, moves the event's first row there: both days are marked.
+    handler([feed.audit("r-6", event_id="e-1", status="rejected", recorded_at_ms=NOW - DAY_MS)])
+    assert audit_events(sessions) == {("app_a", "e-1"): (NOW - DAY_MS, NOW - 4000, "purchase")}
+    assert stale_marks(sessions) == [("app_a", (NOW - DAY_MS) // DAY_MS, "audit_events"),
+                                     ("app_a", (NOW - DAY_MS) // DAY_MS, "audit_log")]

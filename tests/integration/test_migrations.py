@@ -65,3 +65,28 @@ def test_models_and_migrations_agree(empty_pg_url: str) -> None:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     engine.dispose()
     assert diff == []
+
+
+@pytest.mark.parametrize("database", ["postgresql", "sqlite"])
+def test_audit_rows_already_stored_fill_audit_events(database: str, tmp_path: Path,
+                                                     request: pytest.FixtureRequest) -> None:
+    from shared.db.migrate import upgrade
+
+    url = request.getfixturevalue("empty_pg_url") if database == "postgresql" else f"sqlite:///{tmp_path / 'a.db'}"
+    upgrade(url, "0013")
+    engine = create_engine(url)
+    rows = [("a1", "e1", "purchase", "meta", "retrying", 100), ("a2", "e1", None, "meta", "delivered", 300),
+            ("a3", "e1", None, "tiktok", "delivered", 200), ("a4", "e2", "open", "meta", "sandbox", 50),
+            ("a5", "pb", "install", "skan_postback", "delivered", 10), ("a6", "e3", "login", "meta", "rejected", 400)]
+    with engine.begin() as connection:
+        for audit_id, event_id, name, network, status, at in rows:
+            connection.execute(text(
+                "INSERT INTO audit_log (audit_id, app_id, event_id, event_name, network, status, attempts, "
+                "recorded_at_ms) VALUES (:a, 'app_old', :e, :n, :net, :s, 1, :t)"),
+                {"a": audit_id, "e": event_id, "n": name, "net": network, "s": status, "t": at})
+    upgrade(url)
+    with engine.connect() as connection:
+        found = connection.execute(text("SELECT event_id, event_name, first_ms, delivered_ms FROM audit_events "
+                                        "ORDER BY event_id")).all()
+    engine.dispose()
+    assert [tuple(r) for r in found] == [("e1", "purchase", 100, 200), ("e3", "login", 400, None)]

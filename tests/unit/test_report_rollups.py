@@ -10,7 +10,7 @@ from shared.reports.rollups import MAX_RAW_SPANS, Plan, plan
 
 D = 20_000  # a day number
 H = 3_600_000
-RETENTION = {"installs": 365, "audit_log": 90, "skan_postbacks": 180}
+RETENTION = {"installs": 365, "audit_log": 90, "audit_events": 90, "skan_postbacks": 180}
 
 
 def ms(day: int, hours: int = 0) -> int:
@@ -37,10 +37,11 @@ def test_too_many_raw_spans_read_the_whole_range_raw() -> None:
 
 def test_a_report_uses_each_tables_own_marks() -> None:
     request = ReportRequest("app", ms(D), ms(D + 5))
-    found = plans(request, (D - 10, D + 3), [(D + 1, "installs"), (D + 1, "audit_log")])
+    found = plans(request, (D - 10, D + 3), [(D + 1, "installs"), (D + 2, "audit_events")])
     assert found["installs"] == Plan([(D, D + 1), (D + 2, D + 4)], [(ms(D + 1), ms(D + 2)), (ms(D + 4), ms(D + 5))])
-    # an audit_log mark makes its next day raw too (an event counts on its first audit row's day)
-    assert found["audit_log"] == Plan([(D, D + 1), (D + 3, D + 4)], [(ms(D + 1), ms(D + 3)), (ms(D + 4), ms(D + 5))])
+    assert found["audit_events"] == Plan([(D, D + 2), (D + 3, D + 4)],
+                                         [(ms(D + 2), ms(D + 3)), (ms(D + 4), ms(D + 5))])
+    assert found["audit_log"] == Plan([(D, D + 4)], [(ms(D + 4), ms(D + 5))])
     assert found["skan_postbacks"] == Plan([(D, D + 4)], [(ms(D + 4), ms(D + 5))])
     # no rollups yet: everything raw
     assert plans(request, None, [])["installs"] == Plan([], [(ms(D), ms(D + 5))])
@@ -53,14 +54,15 @@ def work(first: int, through: int, marks: list[tuple[int, int, str]], last_close
     return [(day, sorted(sources), reason) for day, sources, reason in found.days], found.dropped_marks
 
 
-ALL = ["audit_log", "installs", "skan_postbacks"]
+ALL = ["audit_events", "audit_log", "installs", "skan_postbacks"]
 
 
 def test_new_days_are_rolled_upwards_and_stale_ones_again() -> None:
     assert work(D, D + 7, []) == ([(D + 8, ALL, "new"), (D + 9, ALL, "new")], [])
     assert work(D, D + 9, []) == ([], [])
-    days, dropped = work(D, D + 9, [(1, D + 2, "installs"), (2, D + 4, "audit_log"), (3, D + 9, "skan_postbacks")])
-    assert days == [(D + 2, ["installs"], "stale"), (D + 4, ["audit_log"], "stale"), (D + 5, ["audit_log"], "stale"),
+    days, dropped = work(D, D + 9, [(1, D + 2, "installs"), (2, D + 4, "audit_log"), (3, D + 9, "skan_postbacks"),
+                                    (4, D + 4, "audit_events")])
+    assert days == [(D + 2, ["installs"], "stale"), (D + 4, ["audit_events", "audit_log"], "stale"),
                     (D + 9, ["skan_postbacks"], "stale")] and dropped == []
     # a mark of a day not over yet waits for that day's first roll; one of a new day is rolled with it
     assert work(D, D + 7, [(1, D + 10, "installs"), (2, D + 8, "installs")]) == (

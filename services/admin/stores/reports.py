@@ -117,8 +117,8 @@ RolledQuery = Callable[[Session, str, Sequence[DayRun], Sequence[str]], list[Any
 FIGURES: dict[str, list[tuple[str, str, RawQuery, RolledQuery | None]]] = {
     "installs": [("installs", "installs", figures.install_counts, rollups.rolled_installs),
                  ("reinstalls", "installs", figures.reinstall_counts, None)],
-    "audit_log": [("conversions", "conversions", figures.conversion_counts, rollups.rolled_conversions),
-                  ("forwards", "forwards", figures.forward_counts, rollups.rolled_forwards)],
+    "audit_events": [("conversions", "conversions", figures.conversion_counts, rollups.rolled_conversions)],
+    "audit_log": [("forwards", "forwards", figures.forward_counts, rollups.rolled_forwards)],
     "skan_postbacks": [("skan_postbacks", "skan", figures.skan_postback_counts, rollups.rolled_skan_postbacks),
                        ("skan_records", "skan", figures.skan_record_counts, rollups.rolled_skan_records)],
 }
@@ -128,12 +128,10 @@ Task = Callable[[Session], tuple[str, list[Any]]]
 def plans(request: ReportRequest, state: tuple[int, int] | None, stale: Iterable[Any]
           ) -> dict[str, Plan]:
     """Per source table, the range's rolled runs and raw spans: a day is rolled when it lies in the app's rolled
-    span and no mark of the source names it (an audit_log mark also the day after: see roller.plan_app)."""
+    span and no mark of the source names it."""
     marked: dict[str, set[int]] = {source: set() for source in FIGURES}
     for day, source in stale:
         marked.setdefault(source, set()).add(day)
-        if source == "audit_log":
-            marked[source].add(day + 1)
     found = {}
     for source, days in marked.items():
         found[source] = (Plan([], [(request.from_ms, request.to_ms)]) if state is None

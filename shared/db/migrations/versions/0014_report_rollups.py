@@ -1,4 +1,4 @@
-"""The report's daily rollups (shared/reports/)
+"""The report's daily rollups (shared/reports/), and audit_events
 
 Per app and UTC day, the report's figures at the finest keys it groups by: installs and reinstalls per
 attribution, network and campaign; conversions per event name; forwards per network and status; SKAN postbacks
@@ -6,6 +6,9 @@ and their decoded records per ad network, campaign and country. The roller (in t
 db rollup`) writes them for closed days from the raw rows; `report_rollup_state` says which days are rolled,
 `report_stale_days` which of them a writer changed since. A report reads rollups for whole rolled days and the raw
 rows for the rest.
+
+audit_events: per event the report counts as a conversion, its first audit row's time, its first delivery's
+and its name, kept by the audit writer; filled here from the audit rows already stored.
 
 Revision ID: 0014
 Revises: 0013
@@ -49,6 +52,29 @@ ROLLUPS: dict[str, list[sa.Column]] = {
 
 def upgrade() -> None:
     op.create_table(
+        "audit_events",
+        sa.Column("app_id", sa.String(40), primary_key=True),
+        sa.Column("event_id", sa.String(100), primary_key=True),
+        sa.Column("event_name", sa.String(100)),
+        sa.Column("first_ms", sa.BigInteger(), nullable=False),
+        sa.Column("delivered_ms", sa.BigInteger()),
+    )
+    op.create_index("ix_audit_events_first", "audit_events", ["app_id", "first_ms"],
+                    postgresql_include=["event_name"])
+    op.create_index("ix_audit_events_delivered", "audit_events", ["app_id", "delivered_ms"],
+                    postgresql_include=["event_name"])
+    # The networks a SKAN postback is forwarded to (their audit rows' ids are postback ids), as registered now.
+    from shared.networks.registry import registry
+    from shared.networks.spec import Feed
+
+    skan = sorted(spec.name for spec in registry().fed_by(Feed.SKAN))
+    op.execute(sa.text(
+        "INSERT INTO audit_events (app_id, event_id, event_name, first_ms, delivered_ms) "
+        "SELECT app_id, event_id, max(event_name), min(recorded_at_ms), "
+        "min(CASE WHEN status = 'delivered' THEN recorded_at_ms END) FROM audit_log "
+        "WHERE status <> 'sandbox' AND network NOT IN :skan GROUP BY app_id, event_id"
+    ).bindparams(sa.bindparam("skan", skan, expanding=True)))
+    op.create_table(
         "report_rollup_state",
         sa.Column("app_id", sa.String(40), primary_key=True),
         sa.Column("first_day", sa.Integer(), nullable=False),
@@ -82,3 +108,6 @@ def downgrade() -> None:
     op.drop_index("ix_report_stale_days_app_day", table_name="report_stale_days")
     op.drop_table("report_stale_days")
     op.drop_table("report_rollup_state")
+    op.drop_index("ix_audit_events_delivered", table_name="audit_events")
+    op.drop_index("ix_audit_events_first", table_name="audit_events")
+    op.drop_table("audit_events")
