@@ -28,9 +28,13 @@ def run_rollup(settings: Settings, app_ids: list[str] | None, as_json: bool) -> 
         engine.dispose()
     if as_json:
         sys.stdout.write(orjson.dumps({"app_days": result.app_days, "rows": result.rows,
-                                       "busy_apps": result.busy_apps}).decode() + "\n")
-        return 0
+                                       "busy_apps": result.busy_apps, "failed_apps": result.failed_apps}
+                                      ).decode() + "\n")
+        return 1 if result.failed_apps else 0
     console.print(f"rolled up {result.app_days} app-days ({result.rows} rollup rows)"
                   + (f"; busy, left to the roller already at them: {', '.join(result.busy_apps)}"
                      if result.busy_apps else ""))
+    if result.failed_apps:
+        console.print(f"failed (logged; their days are read from the raw rows): {', '.join(result.failed_apps)}")
+        return 1
     return 0

@@ -8,7 +8,9 @@
 - installs, by installed_at_ms, APPREFER_RETENTION_INSTALLS_DAYS (365): each row holds its device's attribution.
   Later events of a device whose install is gone are forwarded unattributed, and its next install is
   attributed afresh. At least the longest re-attribution window an app may set (365 days).
-- audit_log, by recorded_at_ms, APPREFER_RETENTION_AUDIT_DAYS (90): how far back GET /admin/v1/audit answers.
+- audit_log, by recorded_at_ms, APPREFER_RETENTION_AUDIT_DAYS (90): how far back GET /admin/v1/audit answers;
+  audit_events (each event's first audit row, for the report), by first_ms, with it. The report's daily rollups
+  keep the figures of pruned days (shared/reports/roller.py).
 - skan_postbacks, by received_at_ms, APPREFER_RETENTION_SKAN_DAYS (180): how long a postback can be looked up,
   and a copy of it is known as a duplicate (a later copy is decoded again).
 - deliveries, by delivered_at_ms, APPREFER_RETENTION_DELIVERIES_DAYS (30): how long a redelivered or replayed
@@ -30,7 +32,7 @@ from prometheus_client import Counter
 from sqlalchemy import Column, CursorResult, Table, delete, func, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.db.models import AuditEntry, Base, Click, Delivery, Install, SkanPostback
+from shared.db.models import AuditEntry, AuditEvent, Base, Click, Delivery, Install, SkanPostback
 from shared.settings import DAY_MS, Settings
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,7 @@ def windows(settings: Settings) -> list[Window]:
         Window("clicks", Click, "clicked_at_ms", settings.retention_clicks_days),
         Window("installs", Install, "installed_at_ms", settings.retention_installs_days),
         Window("audit_log", AuditEntry, "recorded_at_ms", settings.retention_audit_days),
+        Window("audit_events", AuditEvent, "first_ms", settings.retention_audit_days),
         Window("skan_postbacks", SkanPostback, "received_at_ms", settings.retention_skan_days),
         Window("deliveries", Delivery, "delivered_at_ms", settings.retention_deliveries_days),
     ]

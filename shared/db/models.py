@@ -332,6 +332,7 @@ class AuditEvent(Base):
 # A report's conversions read one app's span of first audit rows, and of first deliveries, from the index alone.
 Index("ix_audit_events_first", AuditEvent.app_id, AuditEvent.first_ms, postgresql_include=("event_name",))
 Index("ix_audit_events_delivered", AuditEvent.app_id, AuditEvent.delivered_ms, postgresql_include=("event_name",))
+Index("ix_audit_events_first_ms", AuditEvent.first_ms)  # retention, oldest first
 
 
 class ReportRollupState(Base):

@@ -33,7 +33,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.models import App, AuditEntry, Install, ReportRollupState, ReportStaleDay, SkanPostback
-from shared.db.session import make_sessionmaker
+from shared.db.session import database_unavailable, make_sessionmaker
 from shared.db.upsert import insert_ignoring_duplicates
 from shared.reports.figures import DAY_MS, MAX_RANGE_DAYS, tune_for_reports
 from shared.reports.rollups import delete_before, roll_day
@@ -55,6 +55,7 @@ class RollResult:
     app_days: int = 0  # rolled
     rows: int = 0  # rollup rows written
     busy_apps: list[str] = field(default_factory=list)  # another roller had them: left for the next round
+    failed_apps: list[str] = field(default_factory=list)  # an error rolling one of their days (logged)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,9 +197,17 @@ def roll_due(engine: Engine, settings: RollSettings, *, now_ms: int | None = Non
             try:
                 result.rows += _roll_one(sessions, work.app_id, day, sources, reason, now_ms)
             except DBAPIError as exc:
-                if not _is_conflict(exc):
-                    raise
-                result.busy_apps.append(work.app_id)  # another roller has it now: it rolls these days
+                if _is_conflict(exc):
+                    result.busy_apps.append(work.app_id)  # another roller has it now: it rolls these days
+                    break
+                if database_unavailable(exc):
+                    raise  # for every app alike: the round ends, the next one tries again
+                log.exception("report roll of an app-day failed", extra={"app_id": work.app_id, "day": day})
+                result.failed_apps.append(work.app_id)  # costs only this app: its days stay raw, the others roll
+                break
+            except Exception:
+                log.exception("report roll of an app-day failed", extra={"app_id": work.app_id, "day": day})
+                result.failed_apps.append(work.app_id)
                 break
             result.app_days += 1
             if progress is not None:
@@ -241,9 +250,10 @@ class Roller:
         while not self._stop.is_set():
             try:
                 result = roll_due(self._engine, self._settings, stop=self._stop)
-                if result.app_days or result.busy_apps:
+                if result.app_days or result.busy_apps or result.failed_apps:
                     log.info("report days rolled", extra={"app_days": result.app_days, "rows": result.rows,
-                                                          "busy_apps": len(result.busy_apps)})
+                                                          "busy_apps": len(result.busy_apps),
+                                                          "failed_apps": len(result.failed_apps)})
             except Exception:  # a database away for now: the next round tries again
                 log.exception("report roll failed")
             self._stop.wait(self._interval)

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.privacy.user_data import hash_user_data
 from shared.db.models import (
     AuditEntry,
+    AuditEvent,
     Click,
     Delivery,
     DeviceIdentity,
@@ -189,11 +190,12 @@ def backdate(session: Session, app_id: str, tag: str, age_days: int) -> None:
                      did_win=True, counted_as_install=False, value_source="network", sources="network",
                      postback={}, raw_body="", records=[], duplicates=0, received_at_ms=at_ms),
         Delivery(event_id=f"{tag}-event", network="meta", app_id=app_id, attempts=1, delivered_at_ms=at_ms),
+        AuditEvent(app_id=app_id, event_id=f"{tag}-event", first_ms=at_ms, delivered_ms=at_ms),
     ])
 
 
-TABLES = {"clicks": Click, "installs": Install, "audit_log": AuditEntry, "skan_postbacks": SkanPostback,
-          "deliveries": Delivery}
+TABLES = {"clicks": Click, "installs": Install, "audit_log": AuditEntry, "audit_events": AuditEvent,
+          "skan_postbacks": SkanPostback, "deliveries": Delivery}
 
 
 def tagged(engine: Engine, prefix: str) -> dict[str, int]:
@@ -202,6 +204,7 @@ def tagged(engine: Engine, prefix: str) -> dict[str, int]:
         "clicks": rows(engine, Click, Click.click_key.startswith(prefix)),
         "installs": rows(engine, Install, Install.device_id.startswith(prefix)),
         "audit_log": rows(engine, AuditEntry, AuditEntry.audit_id.startswith(prefix)),
+        "audit_events": rows(engine, AuditEvent, AuditEvent.event_id.startswith(prefix)),
         "skan_postbacks": rows(engine, SkanPostback, SkanPostback.transaction_id.startswith(prefix)),
         "deliveries": rows(engine, Delivery, Delivery.event_id.startswith(prefix)),
     }
@@ -224,7 +227,7 @@ def test_db_prune_deletes_what_outlived_its_window_and_keeps_the_rest(pipeline: 
 
     pruned = pipeline.apprefer("db", "prune")
     assert pruned.returncode == 0, pruned.stderr
-    assert "deleted 15 rows" in pruned.stderr
+    assert f"deleted {3 * len(TABLES)} rows" in pruned.stderr
     assert all(table in pruned.stdout for table in TABLES)
     assert tagged(engine, "old-") == dict.fromkeys(TABLES, 0)
     assert tagged(engine, "young") == dict.fromkeys(TABLES, 1)

@@ -537,3 +537,21 @@ def test_the_report_route(edge: tuple[Edge, dict[str, Any]]) -> None:
     assert (status, answer["error"]) == (401, "unauthorized")
     status, _, answer = get(running, f"{APP}/report", token="wrong")
     assert status == 401
+
+
+def test_an_app_whose_roll_fails_costs_only_itself(store: Loaded, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shared.reports.roller as roller
+
+    real = roller.roll_day
+
+    def failing_for_app(session: Session, app_id: str, day: int, sources: Any) -> int:
+        if app_id == OTHER:
+            raise ValueError("a bug met in one app's rows")
+        return real(session, app_id, day, sources)
+
+    monkeypatch.setattr(roller, "roll_day", failing_for_app)
+    result = roll_due(store.engine, ROLL, now_ms=LATER)
+    assert result.failed_apps == [OTHER] and result.app_days == LATER // DAY - oldest_day(store.data, APP)
+    check_every_window(store)  # APP from its rollups; OTHER (not checked here) is read from its rows
+    monkeypatch.setattr(roller, "roll_day", real)
+    assert roll_due(store.engine, ROLL, now_ms=LATER).app_days == LATER // DAY - oldest_day(store.data, OTHER)

@@ -24,10 +24,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.domain.skan.postback_input import parse_postback, transaction_key
 from services.skan.consumer import SERVICE, TOPICS, SkanHandler
 from shared.avro import codec
-from shared.db.models import App, SkanConversionSchema, SkanPostback
+from shared.db.models import App, ReportStaleDay, SkanConversionSchema, SkanPostback
 from shared.db.session import make_engine, make_sessionmaker
 from shared.kafka.records import InRecord, OutRecord, header
 from shared.kafka.topics import SKAN_DECODED, SKAN_RAW
+from shared.reports.figures import DAY_MS
 from tests.integration.test_handler_attribution import through_the_loop
 
 pytestmark = pytest.mark.timeout(60)
@@ -257,3 +258,16 @@ def test_a_record_of_an_unexpected_schema_is_dead_lettered_by_the_loop_and_the_b
     assert header(letter.headers, "dlq.source_offset") == str(stray.offset).encode()
     assert header(letter.headers, "dlq.service") == SERVICE.encode()
     assert [r.signature for r in stored(sessions)] == ["valid"]
+
+
+def test_a_postback_received_on_a_day_already_over_marks_it_for_the_reports_roller(
+        sessions: sessionmaker[Session]) -> None:
+    add_app(sessions, SIGNED["app-id"], "enforce")
+    yesterday = NOW - DAY_MS
+    handler = SkanHandler(sessions, codec())
+    handler([Feed().postback(SIGNED, received_at_ms=yesterday)])  # consumed after midnight
+    handler([Feed().postback({**SIGNED, "transaction-id": str(uuid.uuid4())})])  # today's: no mark
+    with sessions() as session:
+        marks = [tuple(r) for r in session.execute(
+            select(ReportStaleDay.app_id, ReportStaleDay.day, ReportStaleDay.source))]
+    assert marks == [(APP, yesterday // DAY_MS, "skan_postbacks")]

@@ -19,11 +19,13 @@ from shared.db.migrate import upgrade
 from shared.db.models import (
     App,
     AuditEntry,
+    AuditEvent,
     Click,
     Delivery,
     DeviceIdentity,
     ErasureRequest,
     Install,
+    ReportStaleDay,
     SkanPostback,
 )
 from shared.db.session import make_engine, make_sessionmaker
@@ -92,9 +94,11 @@ def test_prune_deletes_expired_rows_oldest_first_in_batches_and_keeps_the_rest(
         *(postback(f"old-{i}", old) for i in range(3)), postback("recent"),
         *(Delivery(event_id=f"old-{i}", network="meta", app_id="app_a", attempts=1, delivered_at_ms=old)
           for i in range(3)),
-        Delivery(event_id="recent", network="meta", app_id="app_a", attempts=1, delivered_at_ms=NOW))
+        Delivery(event_id="recent", network="meta", app_id="app_a", attempts=1, delivered_at_ms=NOW),
+        *(AuditEvent(app_id="app_a", event_id=f"old-{i}", first_ms=old) for i in range(2)),
+        AuditEvent(app_id="app_a", event_id="recent", first_ms=NOW))
     table_windows = windows(Settings())
-    expired = {"clicks": 5, "installs": 3, "audit_log": 3, "skan_postbacks": 3, "deliveries": 3}
+    expired = {"clicks": 5, "installs": 3, "audit_log": 3, "audit_events": 2, "skan_postbacks": 3, "deliveries": 3}
     assert count_expired(sessions, table_windows) == expired
     batches: list[tuple[str, int]] = []
     assert prune(sessions, table_windows, batch_rows=2, progress=lambda t, n: batches.append((t, n))) == expired
@@ -106,6 +110,7 @@ def test_prune_deletes_expired_rows_oldest_first_in_batches_and_keeps_the_rest(
         assert list(session.scalars(select(AuditEntry.audit_id))) == ["recent"]
         assert list(session.scalars(select(SkanPostback.transaction_id))) == ["recent"]
         assert list(session.scalars(select(Delivery.event_id))) == ["recent"]
+        assert list(session.scalars(select(AuditEvent.event_id))) == ["recent"]
     assert count_expired(sessions, table_windows) == dict.fromkeys(expired, 0)
 
 
@@ -164,3 +169,22 @@ def test_erasure_by_external_id_and_email_finds_the_device_and_keeps_no_value(
 
     again = erase(sessions, "app_a", identifiers, source="api")
     assert again.counts == dict.fromkeys(expected, 0)  # nothing left to find
+
+
+def test_erased_installs_of_days_already_over_mark_them_for_the_reports_roller(
+        sessions: sessionmaker[Session]) -> None:
+    three_days_ago = NOW - 3 * DAY_MS
+    add(sessions, app("app_a"), install("dev-old", three_days_ago), install("dev-old", three_days_ago, sandbox=True),
+        install("dev-today"))
+
+    def marks() -> list[tuple[str, int, str]]:
+        with sessions() as session:
+            return [tuple(r) for r in session.execute(
+                select(ReportStaleDay.app_id, ReportStaleDay.day, ReportStaleDay.source))]
+
+    erase(sessions, "app_a", hash_identifiers(device_id="dev-old"), source="cli", dry_run=True)
+    assert marks() == []  # a dry run changes nothing
+    erase(sessions, "app_a", hash_identifiers(device_id="dev-old"), source="cli")
+    assert marks() == [("app_a", three_days_ago // DAY_MS, "installs")]  # the live one's day (sandbox: not counted)
+    erase(sessions, "app_a", hash_identifiers(device_id="dev-today"), source="cli")
+    assert marks() == [("app_a", three_days_ago // DAY_MS, "installs")]  # today is not rolled up yet

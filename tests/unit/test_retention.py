@@ -40,7 +40,8 @@ def test_defaults_and_what_each_window_prunes() -> None:
     defaults = settings()
     assert {w.table: (w.time_column, w.days) for w in windows(defaults)} == {
         "clicks": ("clicked_at_ms", 90), "installs": ("installed_at_ms", 365), "audit_log": ("recorded_at_ms", 90),
-        "skan_postbacks": ("received_at_ms", 180), "deliveries": ("delivered_at_ms", 30)}
+        "audit_events": ("first_ms", 90), "skan_postbacks": ("received_at_ms", 180),
+        "deliveries": ("delivered_at_ms", 30)}
     assert defaults.topic_retention_ms == 7 * DAY_MS
     assert defaults.prune_interval_seconds == 3600 and defaults.prune_batch_rows == 5000
     clicks = windows(defaults)[0]

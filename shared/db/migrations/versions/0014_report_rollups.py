@@ -63,6 +63,7 @@ def upgrade() -> None:
                     postgresql_include=["event_name"])
     op.create_index("ix_audit_events_delivered", "audit_events", ["app_id", "delivered_ms"],
                     postgresql_include=["event_name"])
+    op.create_index("ix_audit_events_first_ms", "audit_events", ["first_ms"])
     # The networks a SKAN postback is forwarded to (their audit rows' ids are postback ids), as registered now.
     from shared.networks.registry import registry
     from shared.networks.spec import Feed
@@ -108,6 +109,7 @@ def downgrade() -> None:
     op.drop_index("ix_report_stale_days_app_day", table_name="report_stale_days")
     op.drop_table("report_stale_days")
     op.drop_table("report_rollup_state")
+    op.drop_index("ix_audit_events_first_ms", table_name="audit_events")
     op.drop_index("ix_audit_events_delivered", table_name="audit_events")
     op.drop_index("ix_audit_events_first", table_name="audit_events")
     op.drop_table("audit_events")
