@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import aiohttp
 from aiohttp import web
@@ -52,6 +53,10 @@ def run(settings: Settings) -> None:
         engine.dispose()
 
     app.on_cleanup.append(close)
+    # What is built by now lives as long as the process: out of the collector's sight, so the full collections
+    # that a long report's thousands of rows set off do not walk it again and again (a 90-day report by day:
+    # 400 -> 250 ms, docs/benchmarks.md).
+    gc.freeze()
     # The gateway's server and slow-client deadlines: a half-sent request must not hold the admin port either.
     asyncio.run(serve(app, name="admin service", host=settings.admin_host, port=settings.admin_port,
                       header_timeout=settings.gateway_header_timeout_seconds,

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import random
+import subprocess
+import sys
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
@@ -481,9 +484,16 @@ def test_an_empty_range_and_an_unknown_app(store: Loaded) -> None:
 # ---------------------------------------------------------------------------------- through the service
 
 
+@dataclass
+class Running:
+    edge: Edge
+    data: dict[str, list[dict[str, Any]]]
+    env: dict[str, str]
+
+
 @pytest.fixture(scope="module")
 def edge(postgres_server_url: str, module_bootstrap: str,
-         tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Edge, dict[str, Any]]]:
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     database_url = create_database(postgres_server_url, f"reports_{uuid.uuid4().hex}")
     upgrade(database_url)
     engine = make_engine(database_url)
@@ -491,9 +501,10 @@ def edge(postgres_server_url: str, module_bootstrap: str,
     load(make_sessionmaker(engine), data)
     engine.dispose()
     create_topics(module_bootstrap, partitions=1, replication=1)
-    running = start_edge(service_env(module_bootstrap, database_url), tmp_path_factory.mktemp("reports"))
+    env = service_env(module_bootstrap, database_url)
+    running = start_edge(env, tmp_path_factory.mktemp("reports"))
     try:
-        yield running, data
+        yield Running(running, data, env)
     finally:
         running.terminate()
 
@@ -503,8 +514,8 @@ def get(edge: Edge, query: str, token: str | None = ADMIN_TOKEN) -> tuple[int, d
     return http_call("GET", f"{edge.admin_base}/admin/v1/apps/{query}", headers=headers)
 
 
-def test_the_report_route(edge: tuple[Edge, dict[str, Any]]) -> None:
-    running, data = edge
+def test_the_report_route(edge: Running) -> None:
+    running, data = edge.edge, edge.data
     status, headers, report = get(running, f"{APP}/report?from=2026-03-01&to=2026-03-05&group_by=campaign")
     assert status == 200 and headers["content-type"].startswith("application/json")
     check_report(report, data, "campaign")
@@ -555,3 +566,21 @@ def test_an_app_whose_roll_fails_costs_only_itself(store: Loaded, monkeypatch: p
     check_every_window(store)  # APP from its rollups; OTHER (not checked here) is read from its rows
     monkeypatch.setattr(roller, "roll_day", real)
     assert roll_due(store.engine, ROLL, now_ms=LATER).app_days == LATER // DAY - oldest_day(store.data, OTHER)
+
+
+def test_apprefer_db_rollup_rolls_the_history_and_the_route_answers_the_same(edge: Running) -> None:
+    running, data = edge.edge, edge.data
+    apprefer = [sys.executable, "-m", "services.cli", "db", "rollup"]
+    done = subprocess.run([*apprefer, "--app", APP, "--json"], env=edge.env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    # every day from the app's oldest row's to yesterday (the data set's days, and the empty ones up to now)
+    assert answer["app_days"] >= (TO_MS + 3 * DAY) // DAY - oldest_day(data, APP)
+    assert answer["rows"] > 0 and answer["busy_apps"] == answer["failed_apps"] == []
+    for group_by in GROUP_BYS:
+        status, _, report = get(running, f"{APP}/report?from={FROM_MS}&to={TO_MS}&group_by={group_by}")
+        assert status == 200
+        check_report(report, data, group_by)
+    done = subprocess.run(apprefer, env=edge.env, capture_output=True, text=True, timeout=120)  # every app
+    assert done.returncode == 0 and "rolled up" in done.stderr, done.stderr

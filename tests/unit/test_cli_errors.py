@@ -113,6 +113,7 @@ def help_of(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     (("topics", "create"), "usage: apprefer topics create", ["{create,list}"]),
     (("db", "upgrade"), "usage: apprefer db upgrade", ["--dry-run", "--json", "prune"]),
     (("db", "prune"), "usage: apprefer db prune", ["upgrade"]),
+    (("db", "rollup"), "usage: apprefer db rollup", ["--dry-run", "upgrade"]),
     (("dlq", "list"), "usage: apprefer dlq list", ["--dry-run", "--force", "POSITION", "TOPIC:PARTITION:OFFSET"]),
     (("dlq", "show"), "usage: apprefer dlq show", ["--network", "--since", "--dry-run", "--limit", "--json"]),
     (("dlq", "replay"), "usage: apprefer dlq replay", ["--limit", "TOPIC:PARTITION:OFFSET"]),
@@ -140,6 +141,7 @@ def test_dlq_list_and_replay_take_the_filters(capsys: pytest.CaptureFixture[str]
     ["dlq", "replay", "--network", "meta", "--app", "app-1", "--error", "token"],
     ["dlq", "list", "--since", "2h", "--until", "now"],
     ["topics", "create"], ["topics", "list"], ["db", "upgrade"], ["db", "prune", "--dry-run", "--json"],
+    ["db", "rollup", "--app", "app-1", "--app", "app-2", "--json"],
     ["erase", "--app", "app-1", "--email", "a@example.com", "--dry-run"],
     ["run", "forwarder", "--network", "meta"], ["skan", "verify", "-"], ["dev"],
 ])

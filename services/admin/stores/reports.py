@@ -151,8 +151,8 @@ class ReportsStore(StoreBase):
             state_row = session.get(ReportRollupState, request.app_id)
             state = (state_row.first_day, state_row.through_day) if state_row is not None else None
             stale = session.execute(select(ReportStaleDay.day, ReportStaleDay.source).where(
-                ReportStaleDay.app_id == request.app_id, ReportStaleDay.day >= request.from_ms // DAY_MS - 1,
-                ReportStaleDay.day <= request.to_ms // DAY_MS)).all()
+                ReportStaleDay.app_id == request.app_id, ReportStaleDay.day >= request.from_ms // DAY_MS,
+                ReportStaleDay.day <= (request.to_ms - 1) // DAY_MS)).all()
             tasks = _tasks(request, plans(request, state, stale))
             if not postgres:  # one file, one writer at a time: the queries one after the other
                 done = [task(session) for task in tasks]
