@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import Counter
 from sqlalchemy import Engine, case, delete, func, select, update
@@ -78,17 +79,28 @@ def snapshot_sessions(engine: Engine) -> sessionmaker[Session]:
     return make_sessionmaker(engine)
 
 
-def _oldest_day(session: Session, app_id: str) -> int | None:
-    """The day of the app's oldest row in any source (each a min over an index of the report's)."""
-    oldest = [
-        session.scalar(select(func.min(Install.installed_at_ms)).where(Install.app_id == app_id, ~Install.sandbox)),
-        session.scalar(select(func.min(Install.last_install_at_ms)).where(
-            Install.app_id == app_id, ~Install.sandbox, Install.last_install_event_id != Install.event_id)),
-        session.scalar(select(func.min(AuditEntry.recorded_at_ms)).where(AuditEntry.app_id == app_id)),
-        session.scalar(select(func.min(SkanPostback.received_at_ms)).where(SkanPostback.app_id == app_id)),
-    ]
-    known = [int(ms) for ms in oldest if ms is not None]
-    return min(known) // DAY_MS if known else None
+def _edge_days(session: Session, app_ids: list[str], *, newest: bool) -> dict[str, int | None]:
+    """The day of each app's oldest (or newest) row in any source, None for none: per app an edge of an index of
+    the report's each, one statement per 500 apps."""
+    edge, pick = (func.max, max) if newest else (func.min, min)
+
+    def of(column: Any, model: Any, *conditions: Any) -> Any:
+        return select(edge(column)).where(model.app_id == App.app_id, *conditions).scalar_subquery()
+
+    found: dict[str, int | None] = {}
+    for start in range(0, len(app_ids), 500):
+        rows = session.execute(select(
+            App.app_id,
+            of(Install.installed_at_ms, Install, ~Install.sandbox),
+            of(Install.last_install_at_ms, Install, ~Install.sandbox,
+               Install.last_install_event_id != Install.event_id),
+            of(AuditEntry.recorded_at_ms, AuditEntry),
+            of(SkanPostback.received_at_ms, SkanPostback),
+        ).where(App.app_id.in_(app_ids[start:start + 500])))
+        for app_id, *times in rows:
+            known = [int(ms) for ms in times if ms is not None]
+            found[app_id] = pick(known) // DAY_MS if known else None
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,15 +111,17 @@ class AppWork:
 
 
 def plan_app(app_id: str, first_day: int, through_day: int, marks: list[tuple[int, int, str]], *, last_closed: int,
-             now_ms: int, retention_days: dict[str, int]) -> AppWork:
-    """What to roll for one app (pure): marks are (id, day, source)."""
+             now_ms: int, retention_days: dict[str, int], newest_day: int | None) -> AppWork:
+    """What to roll for one app (pure): marks are (id, day, source); new days only up to the day of the app's
+    newest row (`newest_day`, None: it has none; the roller moves the span over the empty days after it)."""
     horizon = last_closed - HORIZON_DAYS + 1
     work: dict[int, set[str]] = {}
     reasons: dict[int, str] = {}
     dropped: list[int] = []
     below = [day for _, day, _ in marks if horizon <= day < first_day]
     new_first = min([first_day, *below])
-    for day in range(max(through_day + 1, horizon), last_closed + 1):
+    last_new = through_day if newest_day is None else min(last_closed, newest_day)
+    for day in range(max(through_day + 1, horizon), last_new + 1):
         work[day], reasons[day] = set(ALL_SOURCES), "new"
     for day in range(max(new_first, horizon), first_day):
         work[day], reasons[day] = set(ALL_SOURCES), "earlier"
@@ -171,29 +185,40 @@ def roll_due(engine: Engine, settings: RollSettings, *, now_ms: int | None = Non
         marks: dict[str, list[tuple[int, int, str]]] = {}
         for mark in session.scalars(select(ReportStaleDay)):
             marks.setdefault(mark.app_id, []).append((mark.id, mark.day, mark.source))
-    for app_id in wanted:
-        if app_id not in states:
-            with plain.begin() as session:
-                oldest = _oldest_day(session, app_id)
-                first = max(oldest, horizon) if oldest is not None else last_closed + 1
-                insert_ignoring_duplicates(session, ReportRollupState, [
-                    {"app_id": app_id, "first_day": first, "through_day": first - 1, "rolled_at_ms": now_ms}])
-                found = session.get(ReportRollupState, app_id)
-                assert found is not None
-                states[app_id] = (found.first_day, found.through_day)
+    new = [app_id for app_id in wanted if app_id not in states]
+    if new:  # an app's first span starts at its oldest row (no further back than the horizon)
+        with plain.begin() as session:
+            oldest = _edge_days(session, new, newest=False)
+            insert_ignoring_duplicates(session, ReportRollupState, [
+                {"app_id": app_id, "first_day": first, "through_day": first - 1, "rolled_at_ms": now_ms}
+                for app_id, first in ((a, max(o, horizon) if o is not None else last_closed + 1)
+                                      for a, o in oldest.items())])
+        with plain() as session:  # as stored: another roller may have made some of them first
+            states.update((s.app_id, (s.first_day, s.through_day)) for s in session.scalars(
+                select(ReportRollupState).where(ReportRollupState.app_id.in_(new))))
+    # The day of each behind app's newest row: the days after it are empty (idle tenants, the quiet days of small
+    # ones), so the span moves over them without a roll. A row dated in them that is written later marks its day
+    # (it is over by then), as any late row.
+    behind = [app_id for app_id in wanted if states[app_id][1] < last_closed]
+    newest: dict[str, int | None] = {}
+    if behind:
+        with plain() as session:
+            newest = _edge_days(session, behind, newest=True)
     todo = [plan_app(app_id, *states[app_id], marks.get(app_id, []), last_closed=last_closed, now_ms=now_ms,
-                     retention_days=settings.retention_days) for app_id in wanted]
+                     retention_days=settings.retention_days, newest_day=newest.get(app_id, last_closed))
+            for app_id in wanted]
     total = sum(len(work.days) for work in todo)
+    empty: list[str] = []  # apps whose days up to last_closed are rolled or empty
     for work in todo:
         if stop is not None and stop.is_set():
             break
-        with plain.begin() as session:
-            if work.dropped_marks:
+        if work.dropped_marks or states[work.app_id][0] < horizon:
+            with plain.begin() as session:
                 session.execute(delete(ReportStaleDay).where(ReportStaleDay.id.in_(work.dropped_marks)))
-            _forget_past_horizon(session, work.app_id, horizon)
+                _forget_past_horizon(session, work.app_id, horizon)
         for day, sources, reason in work.days:
             if stop is not None and stop.is_set():
-                break
+                break  # (the for's else is not reached: the span stays where the rolled days put it)
             try:
                 result.rows += _roll_one(sessions, work.app_id, day, sources, reason, now_ms)
             except DBAPIError as exc:
@@ -212,7 +237,19 @@ def roll_due(engine: Engine, settings: RollSettings, *, now_ms: int | None = Non
             result.app_days += 1
             if progress is not None:
                 progress(work.app_id, result.app_days, total)
+        else:
+            if work.app_id in newest:
+                empty.append(work.app_id)
+    _move_over_empty_days(plain, empty, last_closed)
     return result
+
+
+def _move_over_empty_days(sessions: sessionmaker[Session], app_ids: list[str], last_closed: int) -> None:
+    through = ReportRollupState.through_day
+    with sessions.begin() as session:
+        for start in range(0, len(app_ids), 500):
+            session.execute(update(ReportRollupState).where(ReportRollupState.app_id.in_(app_ids[start:start + 500]))
+                            .values(through_day=case((through < last_closed, last_closed), else_=through)))
 
 
 def _forget_past_horizon(session: Session, app_id: str, horizon: int) -> None:

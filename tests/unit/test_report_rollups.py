@@ -48,9 +48,9 @@ def test_a_report_uses_each_tables_own_marks() -> None:
 
 
 def work(first: int, through: int, marks: list[tuple[int, int, str]], last_closed: int = D + 9,
-         ) -> tuple[list[tuple[int, list[str], str]], list[int]]:
+         newest: int | None = D + 9) -> tuple[list[tuple[int, list[str], str]], list[int]]:
     found = plan_app("app", first, through, marks, last_closed=last_closed, now_ms=ms(last_closed + 1, 1),
-                     retention_days=RETENTION)
+                     retention_days=RETENTION, newest_day=newest)
     return [(day, sorted(sources), reason) for day, sources, reason in found.days], found.dropped_marks
 
 
@@ -67,6 +67,13 @@ def test_new_days_are_rolled_upwards_and_stale_ones_again() -> None:
     # a mark of a day not over yet waits for that day's first roll; one of a new day is rolled with it
     assert work(D, D + 7, [(1, D + 10, "installs"), (2, D + 8, "installs")]) == (
         [(D + 8, ALL, "new"), (D + 9, ALL, "new")], [])
+
+
+def test_new_days_stop_at_the_newest_row() -> None:
+    assert work(D, D + 5, [], newest=D + 7) == ([(D + 6, ALL, "new"), (D + 7, ALL, "new")], [])
+    assert work(D, D + 5, [], newest=D + 3) == ([], [])  # nothing since: the roller moves the span over them
+    assert work(D, D + 5, [], newest=None) == ([], [])
+    assert work(D, D + 5, [(1, D + 2, "installs")], newest=None) == ([(D + 2, ["installs"], "stale")], [])
 
 
 def test_a_late_row_before_the_span_grows_it_downwards() -> None:
