@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, Literal
 
 from sqlalchemy import select
@@ -125,8 +125,7 @@ FIGURES: dict[str, list[tuple[str, str, RawQuery, RolledQuery | None]]] = {
 Task = Callable[[Session], tuple[str, list[Any]]]
 
 
-def plans(request: ReportRequest, state: tuple[int, int] | None, stale: Iterable[Any]
-          ) -> dict[str, Plan]:
+def plans(request: ReportRequest, state: tuple[int, int] | None, stale: Iterable[Any]) -> dict[str, Plan]:
     """Per source table, the range's rolled runs and raw spans: a day is rolled when it lies in the app's rolled
     span and no mark of the source names it."""
     marked: dict[str, set[int]] = {source: set() for source in FIGURES}
@@ -203,13 +202,20 @@ def _tasks(request: ReportRequest, found: dict[str, Plan]) -> list[Task]:
         for name, section, raw_query, rolled_query in source_figures:
             keys = SECTION_KEYS[section][request.group_by]
             for from_ms, to_ms in planned.spans:
-                span = Span(request.app_id, from_ms, to_ms)
-                raw.append(lambda s, n=name, q=raw_query, sp=span, k=keys: (n, q(s, sp, k)))  # type: ignore[misc]
+                raw.append(partial(_from_rows, name, raw_query, Span(request.app_id, from_ms, to_ms), keys))
             if planned.runs and rolled_query is not None:
-                runs = planned.runs
-                rolled.append(lambda s, n=name, q=rolled_query, r=runs, k=keys: (  # type: ignore[misc]
-                    n, q(s, request.app_id, r, k)))
+                rolled.append(partial(_from_rollups, name, rolled_query, request.app_id, planned.runs, keys))
     return raw + rolled
+
+
+def _from_rows(name: str, query: RawQuery, span: Span, keys: Sequence[str], session: Session
+               ) -> tuple[str, list[Any]]:
+    return name, query(session, span, keys)
+
+
+def _from_rollups(name: str, query: RolledQuery, app_id: str, runs: Sequence[DayRun], keys: Sequence[str],
+                  session: Session) -> tuple[str, list[Any]]:
+    return name, query(session, app_id, runs, keys)
 
 
 # ------------------------------------------------------------------------------------------- the sections
