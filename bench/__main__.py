@@ -1,6 +1,6 @@
 """`python -m bench` (what `make bench` runs): every benchmark, a table, and bench/results.json.
 
-Options: `--only skan,gateway,e2e,forward,report,dashboard` runs a subset; `--no-profile` skips the py-spy
+Options: `--only skan,gateway,e2e,forward,audit,report,dashboard` runs a subset; `--no-profile` skips the py-spy
 windows; `--quick` shortens every window (for trying the harness, not for numbers).
 """
 
@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bench.audit_bench import AuditDurations, run_audit_bench
 from bench.dashboard_bench import DashboardDurations, run_dashboard_bench
 from bench.e2e_bench import E2EDurations, run_e2e_bench
 from bench.forward_bench import ForwardDurations, run_forward_bench
@@ -40,6 +41,8 @@ TARGETS: tuple[tuple[str, float | None, bool], ...] = (
     ("consumers_scale_2_over_1", 1.7, True),
     ("forward_latency_ratio", 0.8, True),
     ("forward_isolation_p99_s", 2.0, False),
+    ("audit_us_per_row", None, False),
+    ("audit_events_cost_ratio", None, False),
     ("report_p95_ms", 200.0, False),
     ("report_30d_p95_ms", None, False),
     ("report_90d_p95_ms", None, False),
@@ -111,7 +114,7 @@ def background_during(details: dict[str, Any]) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--only", default="skan,gateway,e2e,forward,report,dashboard")
+    parser.add_argument("--only", default="skan,gateway,e2e,forward,audit,report,dashboard")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--quiet-wait", type=float, default=30.0,
@@ -130,13 +133,14 @@ def main() -> None:
     log(f"measuring the sources with digest {code_at_start} on {machine_info()['nproc']} cores")
 
     gateway_durations, e2e_durations, forward_durations = GatewayDurations(), E2EDurations(), ForwardDurations()
-    report_durations, dashboard_durations = ReportDurations(), DashboardDurations()
+    report_durations, dashboard_durations, audit_durations = ReportDurations(), DashboardDurations(), AuditDurations()
     if args.quick:
         gateway_durations = GatewayDurations(measure=3, warmup=1, half_load=3, batch=3, profile=3)
         e2e_durations = E2EDurations(warmup=3, probe=8, skip=2, steady_measured=8, profile=3, drain_timeout=30)
         forward_durations = ForwardDurations(warmup=3, skip=2, measured=8, isolation=12, drain_timeout=30)
         report_durations = ReportDurations(rounds=5, warmup=1, case_budget_s=2.0)
         dashboard_durations = DashboardDurations(rounds=5, warmup=1, case_budget_s=2.0)
+        audit_durations = AuditDurations(rounds=4, batches=3)
 
     results: dict[str, Any] = {}
     details: dict[str, Any] = {}
@@ -148,13 +152,14 @@ def main() -> None:
         skan_results = skan(log, 2.0 if args.quick else 4.0)
         details["skan"] = skan_results.pop("details")
         results.update(skan_results)
-    if chosen & {"gateway", "e2e", "forward", "report", "dashboard"}:
+    if chosen & {"gateway", "e2e", "forward", "audit", "report", "dashboard"}:
         with postgres_server() as pg:
             meter.label(postmaster_pid(pg), "postgres")
             parts: list[tuple[str, Callable[[], dict[str, Any]]]] = [
                 ("gateway", lambda: run_gateway_bench(pg.url, meter, gateway_durations, profile, log)),
                 ("e2e", lambda: run_e2e_bench(pg.url, meter, e2e_durations, profile, log)),
                 ("forward", lambda: run_forward_bench(pg.url, meter, forward_durations, log)),
+                ("audit", lambda: run_audit_bench(pg.url, meter, audit_durations, log)),
                 ("report", lambda: run_report_bench(pg.url, meter, report_durations, log)),
                 ("dashboard", lambda: run_dashboard_bench(pg.url, meter, dashboard_durations, log)),
             ]

@@ -322,8 +322,10 @@ class AuditEvent(Base):
 
     __tablename__ = "audit_events"
 
-    app_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    # The key is (event_id, app_id), event id first: the writer's look-up by event ids can take no other index,
+    # whatever the planner's statistics say (an app's many events share its app_id prefix with the report's).
     event_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     event_name: Mapped[str | None] = mapped_column(String(100))
     first_ms: Mapped[int] = mapped_column(BigInteger)
     delivered_ms: Mapped[int | None] = mapped_column(BigInteger)

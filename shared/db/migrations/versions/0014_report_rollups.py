@@ -53,8 +53,8 @@ ROLLUPS: dict[str, list[sa.Column]] = {
 def upgrade() -> None:
     op.create_table(
         "audit_events",
-        sa.Column("app_id", sa.String(40), primary_key=True),
         sa.Column("event_id", sa.String(100), primary_key=True),
+        sa.Column("app_id", sa.String(40), primary_key=True),
         sa.Column("event_name", sa.String(100)),
         sa.Column("first_ms", sa.BigInteger(), nullable=False),
         sa.Column("delivered_ms", sa.BigInteger()),
