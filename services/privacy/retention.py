@@ -33,6 +33,7 @@ from sqlalchemy import Column, CursorResult, Table, delete, func, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db.models import AuditEntry, AuditEvent, Base, Click, Delivery, Install, SkanPostback
+from shared.runtime import PeriodicJob
 from shared.settings import DAY_MS, Settings
 
 log = logging.getLogger(__name__)
@@ -119,18 +120,16 @@ def prune(sessions: sessionmaker[Session], table_windows: list[Window], *, batch
     return deleted
 
 
-class Pruner:
-    """`prune` every `interval_seconds` on a daemon thread, first at start: a service restarted more often than
-    the interval still prunes."""
+class Pruner(PeriodicJob):
+    """`prune` every `interval_seconds` on a daemon thread, first at start."""
 
     def __init__(self, sessions: sessionmaker[Session], table_windows: list[Window], *, interval_seconds: float,
                  batch_rows: int) -> None:
-        self._sessions = sessions
-        self._windows = table_windows
-        self._interval = interval_seconds
-        self._batch_rows = batch_rows
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pruner", daemon=True)
+        def work(stop: threading.Event) -> None:
+            deleted = prune(sessions, table_windows, batch_rows=batch_rows, stop=stop)
+            log.info("pruned", extra={"deleted": deleted})
+
+        super().__init__("pruner", work, interval_seconds=interval_seconds)
 
     @classmethod
     def from_settings(cls, sessions: sessionmaker[Session], settings: Settings) -> Pruner | None:
@@ -139,20 +138,3 @@ class Pruner:
             return None
         return cls(sessions, windows(settings), interval_seconds=settings.prune_interval_seconds,
                    batch_rows=settings.prune_batch_rows)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                deleted = prune(self._sessions, self._windows, batch_rows=self._batch_rows, stop=self._stop)
-                log.info("pruned", extra={"deleted": deleted})
-            except Exception:  # a database away for now: the next round tries again
-                log.exception("prune failed")
-            self._stop.wait(self._interval)

@@ -18,7 +18,7 @@ from sqlalchemy import (
     false,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 
 class Base(DeclarativeBase):
@@ -364,13 +364,21 @@ class ReportStaleDay(Base):
     marked_at_ms: Mapped[int] = mapped_column(BigInteger)
 
 
-class ReportInstallDay(Base):
-    __tablename__ = "report_install_days"
-    __table_args__ = (Index("ix_report_install_days_app_day", "app_id", "day"),)
+class _RollupDay:
+    """What every rollup table's rows have: an id, the app, the UTC day number; indexed (app_id, day)."""
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True)
     app_id: Mapped[str] = mapped_column(String(40))
     day: Mapped[int] = mapped_column(Integer)
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[Any, ...]:
+        return (Index(f"ix_{cls.__tablename__}_app_day", "app_id", "day"),)  # type: ignore[attr-defined]
+
+
+class ReportInstallDay(_RollupDay, Base):
+    __tablename__ = "report_install_days"
+
     attributed: Mapped[bool] = mapped_column(Boolean)
     network: Mapped[str | None] = mapped_column(String(40))
     campaign: Mapped[str | None] = mapped_column(String(200))
@@ -378,37 +386,25 @@ class ReportInstallDay(Base):
     reinstalls: Mapped[int] = mapped_column(Integer)
 
 
-class ReportConversionDay(Base):
+class ReportConversionDay(_RollupDay, Base):
     __tablename__ = "report_conversion_days"
-    __table_args__ = (Index("ix_report_conversion_days_app_day", "app_id", "day"),)
 
-    id: Mapped[int] = mapped_column(_ID, primary_key=True)
-    app_id: Mapped[str] = mapped_column(String(40))
-    day: Mapped[int] = mapped_column(Integer)
     event_name: Mapped[str | None] = mapped_column(String(100))
     events: Mapped[int] = mapped_column(Integer)
     delivered: Mapped[int] = mapped_column(Integer)
 
 
-class ReportForwardDay(Base):
+class ReportForwardDay(_RollupDay, Base):
     __tablename__ = "report_forward_days"
-    __table_args__ = (Index("ix_report_forward_days_app_day", "app_id", "day"),)
 
-    id: Mapped[int] = mapped_column(_ID, primary_key=True)
-    app_id: Mapped[str] = mapped_column(String(40))
-    day: Mapped[int] = mapped_column(Integer)
     network: Mapped[str] = mapped_column(String(40))
     status: Mapped[str] = mapped_column(String(20))
     forwards: Mapped[int] = mapped_column(Integer)
 
 
-class ReportSkanDay(Base):
+class ReportSkanDay(_RollupDay, Base):
     __tablename__ = "report_skan_days"
-    __table_args__ = (Index("ix_report_skan_days_app_day", "app_id", "day"),)
 
-    id: Mapped[int] = mapped_column(_ID, primary_key=True)
-    app_id: Mapped[str] = mapped_column(String(40))
-    day: Mapped[int] = mapped_column(Integer)
     ad_network_id: Mapped[str | None] = mapped_column(String(200))
     campaign: Mapped[str | None] = mapped_column(Text)
     country: Mapped[str | None] = mapped_column(Text)
@@ -416,15 +412,11 @@ class ReportSkanDay(Base):
     counted_as_install: Mapped[int] = mapped_column(Integer)
 
 
-class ReportSkanRecordDay(Base):
+class ReportSkanRecordDay(_RollupDay, Base):
     """The decoded records of the postbacks counted as installs, per kind and currency."""
 
     __tablename__ = "report_skan_record_days"
-    __table_args__ = (Index("ix_report_skan_record_days_app_day", "app_id", "day"),)
 
-    id: Mapped[int] = mapped_column(_ID, primary_key=True)
-    app_id: Mapped[str] = mapped_column(String(40))
-    day: Mapped[int] = mapped_column(Integer)
     ad_network_id: Mapped[str | None] = mapped_column(String(200))
     campaign: Mapped[str | None] = mapped_column(Text)
     country: Mapped[str | None] = mapped_column(Text)

@@ -39,6 +39,7 @@ from shared.db.upsert import insert_ignoring_duplicates
 from shared.reports.figures import DAY_MS, MAX_RANGE_DAYS, tune_for_reports
 from shared.reports.rollups import delete_before, roll_day
 from shared.reports.stale import SOURCES
+from shared.runtime import PeriodicJob
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -266,15 +267,18 @@ def _forget_past_horizon(session: Session, app_id: str, horizon: int) -> None:
         ReportRollupState.app_id == app_id, ReportRollupState.first_day < horizon).values(first_day=horizon))
 
 
-class Roller:
+class Roller(PeriodicJob):
     """`roll_due` every `interval_seconds` on a daemon thread, first at start."""
 
     def __init__(self, engine: Engine, settings: RollSettings, *, interval_seconds: float) -> None:
-        self._engine = engine
-        self._settings = settings
-        self._interval = interval_seconds
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="report-roller", daemon=True)
+        def work(stop: threading.Event) -> None:
+            result = roll_due(engine, settings, stop=stop)
+            if result.app_days or result.busy_apps or result.failed_apps:
+                log.info("report days rolled", extra={"app_days": result.app_days, "rows": result.rows,
+                                                      "busy_apps": len(result.busy_apps),
+                                                      "failed_apps": len(result.failed_apps)})
+
+        super().__init__("report-roller", work, interval_seconds=interval_seconds)
 
     @classmethod
     def from_settings(cls, engine: Engine, settings: Settings) -> Roller | None:
@@ -282,23 +286,3 @@ class Roller:
         if settings.rollup_interval_seconds <= 0:
             return None
         return cls(engine, RollSettings.from_settings(settings), interval_seconds=settings.rollup_interval_seconds)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                result = roll_due(self._engine, self._settings, stop=self._stop)
-                if result.app_days or result.busy_apps or result.failed_apps:
-                    log.info("report days rolled", extra={"app_days": result.app_days, "rows": result.rows,
-                                                          "busy_apps": len(result.busy_apps),
-                                                          "failed_apps": len(result.failed_apps)})
-            except Exception:  # a database away for now: the next round tries again
-                log.exception("report roll failed")
-            self._stop.wait(self._interval)

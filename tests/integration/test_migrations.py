@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import Engine, create_engine, inspect, text
 
 from services.cli import main
 from shared.db.models import Base
@@ -34,14 +34,21 @@ def test_upgrade_sqlite_default_under_data_dir(tmp_path: Path, monkeypatch: pyte
     assert_schema(f"sqlite:///{tmp_path / 'data' / 'apprefer.db'}")
 
 
+def database_at(revision: str, database: str, tmp_path: Path, request: pytest.FixtureRequest) -> tuple[str, Engine]:
+    """An empty database of the kind named, migrated to `revision`."""
+    from shared.db.migrate import upgrade
+
+    url = request.getfixturevalue("empty_pg_url") if database == "postgresql" else f"sqlite:///{tmp_path / 'a.db'}"
+    upgrade(url, revision)
+    return url, create_engine(url)
+
+
 @pytest.mark.parametrize("database", ["postgresql", "sqlite"])
 def test_existing_apps_get_the_default_revenue_bound(database: str, tmp_path: Path,
                                                      request: pytest.FixtureRequest) -> None:
     from shared.db.migrate import upgrade
 
-    url = request.getfixturevalue("empty_pg_url") if database == "postgresql" else f"sqlite:///{tmp_path / 'a.db'}"
-    upgrade(url, "0005")
-    engine = create_engine(url)
+    url, engine = database_at("0005", database, tmp_path, request)
     with engine.begin() as connection:
         connection.execute(text("INSERT INTO apps (app_id, name, platform, lookback_days, fingerprint_window_hours, "
                                 "reattribution_days, created_at_ms) VALUES ('app_old', 'old', 'ios', 7, 24, 90, 1)"))
@@ -72,9 +79,7 @@ def test_audit_rows_already_stored_fill_audit_events(database: str, tmp_path: Pa
                                                      request: pytest.FixtureRequest) -> None:
     from shared.db.migrate import upgrade
 
-    url = request.getfixturevalue("empty_pg_url") if database == "postgresql" else f"sqlite:///{tmp_path / 'a.db'}"
-    upgrade(url, "0013")
-    engine = create_engine(url)
+    url, engine = database_at("0013", database, tmp_path, request)
     rows = [("a1", "e1", "purchase", "meta", "retrying", 100), ("a2", "e1", None, "meta", "delivered", 300),
             ("a3", "e1", None, "tiktok", "delivered", 200), ("a4", "e2", "open", "meta", "sandbox", 50),
             ("a5", "pb", "install", "skan_postback", "delivered", 10), ("a6", "e3", "login", "meta", "rejected", 400)]
