@@ -16,13 +16,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bench.audit_bench import QUICK as AUDIT_QUICK
 from bench.audit_bench import AuditDurations, run_audit_bench
+from bench.dashboard_bench import QUICK as DASHBOARD_QUICK
 from bench.dashboard_bench import DashboardDurations, run_dashboard_bench
 from bench.e2e_bench import E2EDurations, run_e2e_bench
 from bench.forward_bench import ForwardDurations, run_forward_bench
 from bench.gateway_bench import GatewayDurations, run_gateway_bench
 from bench.infra import OUT, TRY_PREFIX, postgres_server, postmaster_pid
 from bench.machine import OTHERS, CpuMeter, machine_info, source_digest, wait_until_quiet
+from bench.report_bench import QUICK as REPORT_QUICK
 from bench.report_bench import ReportDurations, run_report_bench
 from tests.support.pipeline import REPO
 
@@ -138,9 +141,7 @@ def main() -> None:
         gateway_durations = GatewayDurations(measure=3, warmup=1, half_load=3, batch=3, profile=3)
         e2e_durations = E2EDurations(warmup=3, probe=8, skip=2, steady_measured=8, profile=3, drain_timeout=30)
         forward_durations = ForwardDurations(warmup=3, skip=2, measured=8, isolation=12, drain_timeout=30)
-        report_durations = ReportDurations(rounds=5, warmup=1, case_budget_s=2.0)
-        dashboard_durations = DashboardDurations(rounds=5, warmup=1, case_budget_s=2.0)
-        audit_durations = AuditDurations(rounds=4, batches=3)
+        report_durations, dashboard_durations, audit_durations = REPORT_QUICK, DASHBOARD_QUICK, AUDIT_QUICK
 
     results: dict[str, Any] = {}
     details: dict[str, Any] = {}

@@ -36,6 +36,9 @@ class AuditDurations:
     batches: int = 10  # per round
 
 
+QUICK = AuditDurations(rounds=4, batches=3)  # --quick: for trying the harness
+
+
 def batch_rows(now_ms: int) -> list[dict[str, Any]]:
     rows = []
     for _ in range(EVENTS_PER_BATCH):
@@ -86,7 +89,7 @@ def run_audit_bench(pg_server: str, meter: CpuMeter, durations: AuditDurations,
 
 
 def main() -> None:
-    run_alone("python -m bench.audit_bench", run_audit_bench, AuditDurations(), AuditDurations(rounds=4, batches=3))
+    run_alone("python -m bench.audit_bench", run_audit_bench, AuditDurations(), QUICK)
 
 
 if __name__ == "__main__":

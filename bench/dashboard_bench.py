@@ -74,6 +74,9 @@ class DashboardDurations:
     quiet_wait_s: float = 30.0  # after the load, for other work on the machine to calm down
 
 
+QUICK = DashboardDurations(rounds=5, warmup=1, case_budget_s=2.0)  # --quick: for trying the harness
+
+
 class DashboardMissing(RuntimeError):
     """The admin service does not serve the dashboard (or not these pages): nothing to measure."""
 
@@ -245,8 +248,7 @@ def run_dashboard_bench(pg_server: str, meter: CpuMeter, durations: DashboardDur
 
 
 def main() -> None:
-    run_alone("python -m bench.dashboard_bench", run_dashboard_bench, DashboardDurations(),
-              DashboardDurations(rounds=5, warmup=1, case_budget_s=2.0))
+    run_alone("python -m bench.dashboard_bench", run_dashboard_bench, DashboardDurations(), QUICK)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ class ReportDurations:
     quiet_wait_s: float = 30.0  # after the load, for other work on the machine to calm down
 
 
+QUICK = ReportDurations(rounds=5, warmup=1, case_budget_s=2.0)  # --quick: for trying the harness
 MIN_ROUNDS = 5
 QUIET_CORES = 0.25
 
@@ -263,8 +264,7 @@ def run_report_bench(pg_server: str, meter: CpuMeter, durations: ReportDurations
 
 
 def main() -> None:
-    run_alone("python -m bench.report_bench", run_report_bench, ReportDurations(),
-              ReportDurations(rounds=5, warmup=1, case_budget_s=2.0))
+    run_alone("python -m bench.report_bench", run_report_bench, ReportDurations(), QUICK)
 
 
 if __name__ == "__main__":

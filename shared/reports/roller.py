@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +32,7 @@ from sqlalchemy import Engine, case, delete, func, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared import runtime
 from shared.db.models import App, AuditEntry, Install, ReportRollupState, ReportStaleDay, SkanPostback
 from shared.db.session import database_unavailable, make_sessionmaker
 from shared.db.upsert import insert_ignoring_duplicates
@@ -177,7 +177,7 @@ def _roll_one(sessions: sessionmaker[Session], app_id: str, day: int, sources: f
 def roll_due(engine: Engine, settings: RollSettings, *, now_ms: int | None = None, app_ids: list[str] | None = None,
              progress: Progress | None = None, stop: threading.Event | None = None) -> RollResult:
     """One round: every app's due days (or those of `app_ids`). A set `stop` ends it after the current day."""
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    now_ms = runtime.now_ms() if now_ms is None else now_ms
     last_closed = (now_ms - settings.settle_ms) // DAY_MS - 1
     horizon = last_closed - HORIZON_DAYS + 1
     sessions = snapshot_sessions(engine)

@@ -7,12 +7,12 @@ transaction begun before midnight takes to commit."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from shared import runtime
 from shared.db.models import ReportStaleDay
 from shared.reports.figures import DAY_MS
 
@@ -29,7 +29,7 @@ def mark_stale(session: Session, source: str, changes: Iterable[tuple[str | None
                now_ms: int | None = None) -> int:
     """Marks each (app_id, epoch ms) the transaction changed whose UTC day is over; returns the marks written."""
     assert source in SOURCES, source
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    now_ms = runtime.now_ms() if now_ms is None else now_ms
     today = now_ms // DAY_MS
     days = {(app_id, at // DAY_MS) for app_id, at in changes
             if app_id is not None and at is not None and at // DAY_MS < today}

@@ -144,8 +144,7 @@ def test_duplicates_are_answered_200_stored_once_and_sent_once(skan: Skan) -> No
 
 
 def test_signatures_are_enforced_with_apples_keys(skan: Skan) -> None:
-    if not TESTDATA.is_dir():
-        pytest.skip(f"SKAN testdata not found at {TESTDATA}")
+    assert TESTDATA.is_dir(), f"the SKAN test data is part of the repository: {TESTDATA} (tests/data/README.md)"
     signed = json.loads((TESTDATA / "apple_v3.0_winning.json").read_text())["postback"]
     skan.app(str(signed["app-id"]), SCHEMAS["888707085"], policy="enforce")
     assert skan.post(signed, query="?ad-network-campaign-id=777&conversion-value=1") == 200

@@ -110,11 +110,10 @@ def day_of(day_number: int) -> str:
     return datetime.fromtimestamp(day_number * DAY_MS / 1000, tz=UTC).date().isoformat()
 
 
-RawQuery = Callable[[Session, Span, Sequence[str]], list[Any]]
 RolledQuery = Callable[[Session, str, Sequence[DayRun], Sequence[str]], list[Any]]
 # Per source table: (figure, section, the raw query, the rollup query standing for it). Installs and reinstalls
 # are one rollup read (both figures per row); its rows are taken as both.
-FIGURES: dict[str, list[tuple[str, str, RawQuery, RolledQuery | None]]] = {
+FIGURES: dict[str, list[tuple[str, str, figures.Query, RolledQuery | None]]] = {
     "installs": [("installs", "installs", figures.install_counts, rollups.rolled_installs),
                  ("reinstalls", "installs", figures.reinstall_counts, None)],
     "audit_events": [("conversions", "conversions", figures.conversion_counts, rollups.rolled_conversions)],
@@ -208,7 +207,7 @@ def _tasks(request: ReportRequest, found: dict[str, Plan]) -> list[Task]:
     return raw + rolled
 
 
-def _from_rows(name: str, query: RawQuery, span: Span, keys: Sequence[str], session: Session
+def _from_rows(name: str, query: figures.Query, span: Span, keys: Sequence[str], session: Session
                ) -> tuple[str, list[Any]]:
     return name, query(session, span, keys)
 
